@@ -1,0 +1,4 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Raw disk images: partition tables, NTFS file lookup and extents, volume safety checks,
+//! copy ranges, a patch journal and streaming copies.
+#![deny(missing_docs)]

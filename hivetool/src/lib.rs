@@ -1,0 +1,11 @@
+// SPDX-License-Identifier: MIT OR Apache-2.0
+//! Windows registry hives (REGF): read, validate, edit in place, replay transaction logs,
+//! import and export `.reg` files.
+#![deny(missing_docs)]
+
+pub mod base;
+pub mod error;
+pub mod upcase;
+
+pub use base::BaseBlock;
+pub use error::{Error, Result};
