@@ -2,3 +2,9 @@
 //! Raw disk images: partition tables, NTFS file lookup and extents, volume safety checks,
 //! copy ranges, a patch journal and streaming copies.
 #![deny(missing_docs)]
+
+pub mod error;
+pub mod io;
+
+pub use error::{Error, Result};
+pub use io::ReadAt;
