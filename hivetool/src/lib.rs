@@ -9,3 +9,6 @@ pub mod upcase;
 
 pub use base::BaseBlock;
 pub use error::{Error, Result};
+pub mod hive;
+
+pub use hive::{Data, Hive, Key, RawName, Storage, Value};
