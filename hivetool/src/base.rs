@@ -187,7 +187,7 @@ impl BaseBlock {
                 self.file_format
             )));
         }
-        if self.hbins_size == 0 || self.hbins_size % 4096 != 0 {
+        if self.hbins_size == 0 || !self.hbins_size.is_multiple_of(4096) {
             return Err(Error::BaseBlock(format!(
                 "hive bins data size {:#x} is not a non-zero multiple of 4096",
                 self.hbins_size

@@ -145,7 +145,7 @@ impl<'a> Hive<'a> {
     /// than the area.
     pub fn cell(&self, offset: u32) -> Result<&'a [u8]> {
         let o = offset as usize;
-        if offset == NIL || o % 8 != 0 || o.checked_add(4).is_none_or(|e| e > self.bins.len()) {
+        if offset == NIL || !o.is_multiple_of(8) || o.checked_add(4).is_none_or(|e| e > self.bins.len()) {
             return Err(corrupt(
                 offset,
                 "cell offset outside the hive bins or not 8-aligned",

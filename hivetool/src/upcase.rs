@@ -164,7 +164,7 @@ pub fn upcase_unit(c: u16) -> u16 {
         return c;
     }
     let (first, last, step, delta) = RUNS[idx - 1];
-    if c <= last && (c - first) % step == 0 {
+    if c <= last && (c - first).is_multiple_of(step) {
         (i32::from(c) + delta) as u16
     } else {
         c
