@@ -586,6 +586,9 @@ impl<'a> SubkeyList<'a> {
     }
 }
 
+/// One subkey-list element: nk offset and, for lf/lh leaves, (leaf kind, hint or hash).
+pub type ListEntry = (u32, Option<(ListKind, u32)>);
+
 /// Iterator over subkeys (see [`Key::subkeys`]).
 #[derive(Debug, Clone)]
 pub struct Subkeys<'a> {
@@ -604,7 +607,7 @@ impl<'a> Subkeys<'a> {
     }
 
     /// Next (nk offset, (list kind, hint)) without decoding the key.
-    fn next_offset(&mut self) -> Option<Result<(u32, Option<(ListKind, u32)>)>> {
+    fn next_offset(&mut self) -> Option<Result<ListEntry>> {
         loop {
             if let Some((leaf, i)) = &mut self.leaf {
                 if let Some((off, hint)) = leaf.get(*i) {
@@ -651,7 +654,7 @@ impl<'a> Iterator for Subkeys<'a> {
 struct SubkeyOffsets<'a>(Subkeys<'a>);
 
 impl Iterator for SubkeyOffsets<'_> {
-    type Item = Result<(u32, Option<(ListKind, u32)>)>;
+    type Item = Result<ListEntry>;
     fn next(&mut self) -> Option<Self::Item> {
         self.0.next_offset()
     }
