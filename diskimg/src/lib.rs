@@ -9,3 +9,4 @@ pub mod io;
 pub use error::{Error, Result};
 pub use io::ReadAt;
 pub mod patch;
+pub mod journal;
