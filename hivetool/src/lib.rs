@@ -12,3 +12,5 @@ pub use error::{Error, Result};
 pub mod hive;
 
 pub use hive::{Data, Hive, Key, RawName, Storage, Value};
+pub mod log;
+pub mod marvin;
