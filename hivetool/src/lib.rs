@@ -12,5 +12,7 @@ pub use error::{Error, Result};
 pub mod hive;
 
 pub use hive::{Data, Hive, Key, RawName, Storage, Value};
+pub mod check;
+pub mod export;
 pub mod log;
 pub mod marvin;
