@@ -8,5 +8,6 @@ pub mod io;
 
 pub use error::{Error, Result};
 pub use io::ReadAt;
-pub mod patch;
+pub mod copy;
 pub mod journal;
+pub mod patch;
