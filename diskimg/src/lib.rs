@@ -11,3 +11,6 @@ pub use io::ReadAt;
 pub mod copy;
 pub mod journal;
 pub mod patch;
+pub mod disk;
+pub mod partition;
+pub mod range;
