@@ -421,13 +421,38 @@ fn check_cmd(a: CheckArgs, out: &mut dyn Write) -> Result<Status> {
         writeln!(out, "{}", serde_json::to_string_pretty(&report)?)?;
     } else {
         for p in report.problems.iter().take(a.max) {
-            writeln!(out, "{:#010x}  {:?}: {}", p.offset, p.kind, p.message)?;
+            writeln!(out, "{p}")?;
         }
-        if report.problems.len() > a.max {
-            writeln!(out, "... and {} more", report.problems.len() - a.max)?;
+        let shown = report.problems.len().min(a.max) as u64;
+        if report.problem_count > shown {
+            writeln!(out, "... and {} more", report.problem_count - shown)?;
         }
         let s = &report.summary;
-        writeln!(out, "{} problem(s); {} keys", report.problems.len(), s.keys)?;
+        writeln!(
+            out,
+            "{}: {} problem(s); {} keys, {} values ({} big data), {} security cells, depth {}",
+            a.open.file.display(),
+            report.problem_count,
+            s.keys,
+            s.values,
+            s.big_data_values,
+            s.security_cells,
+            s.max_depth
+        )?;
+        writeln!(
+            out,
+            "{} bins, {} allocated cells ({} bytes), {} free cells ({} bytes, largest {}), \
+             {} unreachable allocated cells ({} bytes), {} bytes slack after the bins",
+            s.bins,
+            s.allocated_cells,
+            s.allocated_bytes,
+            s.free_cells,
+            s.free_bytes,
+            s.largest_free_cell,
+            s.unreachable_cells,
+            s.unreachable_bytes,
+            s.slack_bytes
+        )?;
     }
     Ok(if report.is_clean() {
         Status::Ok
