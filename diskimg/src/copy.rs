@@ -730,6 +730,7 @@ fn write_sparse(f: &File, data: &[u8], pos: u64) -> Result<(u64, u64)> {
 }
 
 #[cfg(test)]
+#[allow(clippy::single_range_in_vec_init)]
 mod tests {
     use super::*;
 

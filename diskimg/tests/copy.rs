@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Tests of the streaming copier on generated sparse files (tier 1) and against `dd`/`cmp`
 //! (tier 2, `IMGPREP_INTEROP=1`).
+#![allow(clippy::single_range_in_vec_init)]
 
 use diskimg::copy::{self, CopyJob, Output, Progress, Segment};
 use diskimg::patch::Patch;

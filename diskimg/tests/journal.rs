@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT OR Apache-2.0
 //! Tier-1 tests of the undo journal: apply/undo round trips, refusals, fault injection and
 //! crash recovery (child processes that abort at each fault point).
+#![allow(clippy::single_range_in_vec_init)]
 
 use diskimg::journal::{
     self, ApplyOptions, Fault, FaultPoint, JournalState, RecoverMode, RegionState, UndoOptions,
