@@ -192,6 +192,15 @@ fn seq_at_or_after(a: u32, b: u32) -> bool {
     a.wrapping_sub(b) <= 0x7FFF_FFFF
 }
 
+/// The later of two sequence numbers in serial-number arithmetic.
+fn serial_max(a: u32, b: u32) -> u32 {
+    if seq_at_or_after(a, b) {
+        a
+    } else {
+        b
+    }
+}
+
 fn round_up(v: usize, to: usize) -> Option<usize> {
     v.checked_add(to - 1).map(|x| x / to * to)
 }
@@ -204,7 +213,7 @@ fn invalid(log_offset: usize, reason: String) -> ScanStop {
 }
 
 fn hbins_size_ok(size: u32) -> bool {
-    size != 0 && size % HBIN_ALIGN == 0 && size <= MAX_HBINS_SIZE
+    size != 0 && size.is_multiple_of(HBIN_ALIGN) && size <= MAX_HBINS_SIZE
 }
 
 /// Parses one `HvLE` entry at `pos`; `Err` is the reason the scan stops there.
@@ -235,7 +244,7 @@ fn parse_hvle(data: &[u8], pos: usize) -> std::result::Result<EntryInfo, ScanSto
     let hash1 = le64(hdr, 24);
     let hash2 = le64(hdr, 32);
     let size_us = size as usize;
-    if size_us < SECTOR || size_us % SECTOR != 0 {
+    if size_us < SECTOR || !size_us.is_multiple_of(SECTOR) {
         return Err(invalid(
             pos,
             format!("entry size {size:#x} is not a non-zero multiple of 512"),
@@ -290,7 +299,7 @@ fn parse_hvle(data: &[u8], pos: usize) -> std::result::Result<EntryInfo, ScanSto
         let r = HVLE_HEADER_SIZE + 8 * i;
         let p_off = le32(entry, r);
         let p_size = le32(entry, r + 4);
-        if p_size == 0 || p_off % HBIN_ALIGN != 0 || p_size % HBIN_ALIGN != 0 {
+        if p_size == 0 || !p_off.is_multiple_of(HBIN_ALIGN) || !p_size.is_multiple_of(HBIN_ALIGN) {
             return Err(invalid(
                 pos,
                 format!("dirty page {i}: offset {p_off:#x} / size {p_size:#x} not 4096-aligned or empty"),
@@ -490,31 +499,35 @@ pub fn scan_log(data: &[u8]) -> LogScan {
 /// every hash-verified `HvLE` entry.
 ///
 /// An editor that writes the hive clean must use this value + 1 (regf.md §10 rule 3), so that
-/// no stale log entry can ever look newer than the primary. Plain maximum: sequence numbers
-/// that wrapped around 2^32 are not treated specially (none has been seen in practice).
+/// no stale log entry can ever look newer than the primary. The maximum is taken in
+/// serial-number arithmetic (wrap-around aware: after 0xFFFFFFFF comes 0), which is
+/// meaningful while all numbers lie within 2^31 of each other; 0 when nothing is readable.
 pub fn max_sequence(primary: &[u8], logs: &[(&str, &[u8])]) -> u32 {
-    let mut max = 0u32;
+    let mut max: Option<u32> = None;
     if let Ok(b) = BaseBlock::parse(primary) {
         if b.checksum_ok {
-            max = max.max(b.seq1).max(b.seq2);
+            max = Some(serial_max(b.seq1, b.seq2));
         }
     }
     for (_, data) in logs {
-        max = max.max(max_sequence_of_scan(&scan_log(data)));
+        max = fold_scan_max(max, &scan_log(data));
     }
-    max
+    max.unwrap_or(0)
 }
 
-fn max_sequence_of_scan(scan: &LogScan) -> u32 {
-    let mut max = 0;
+fn fold_max(max: Option<u32>, v: u32) -> Option<u32> {
+    Some(max.map_or(v, |m| serial_max(m, v)))
+}
+
+fn fold_scan_max(mut max: Option<u32>, scan: &LogScan) -> Option<u32> {
     if let Some(b) = &scan.base {
         if b.checksum_ok && scan.format != LogFormat::None {
-            max = b.seq1.max(b.seq2);
+            max = fold_max(fold_max(max, b.seq1), b.seq2);
         }
     }
     if scan.format == LogFormat::New {
         for e in &scan.entries {
-            max = max.max(e.seq);
+            max = fold_max(max, e.seq);
         }
     }
     max
@@ -619,13 +632,13 @@ pub fn replay(primary: &[u8], logs: &[(&str, &[u8])]) -> Result<Replay> {
     }
 
     let mut scanned: Vec<Scanned<'_>> = Vec::new();
-    let mut max_seq = 0u32;
+    let mut max_seq: Option<u32> = None;
     if let Some(b) = pbase.as_ref().filter(|b| b.checksum_ok) {
-        max_seq = b.seq1.max(b.seq2);
+        max_seq = Some(serial_max(b.seq1, b.seq2));
     }
     for &(name, data) in logs {
         let scan = scan_log(data);
-        max_seq = max_seq.max(max_sequence_of_scan(&scan));
+        max_seq = fold_scan_max(max_seq, &scan);
         if let Some(p) = &scan.problem {
             notes.push(format!("{name}: ignored: {p}"));
         } else if let ScanStop::Invalid { log_offset, reason } = &scan.stop {
@@ -858,6 +871,7 @@ pub fn replay(primary: &[u8], logs: &[(&str, &[u8])]) -> Result<Replay> {
     if img.len() < need {
         img.resize(need, 0);
     }
+    let max_seq = max_seq.unwrap_or(0);
     let new_seq = max_seq.wrapping_add(1);
     img[off::SEQ1..off::SEQ1 + 4].copy_from_slice(&new_seq.to_le_bytes());
     img[off::SEQ2..off::SEQ2 + 4].copy_from_slice(&new_seq.to_le_bytes());
@@ -976,8 +990,8 @@ pub fn hvle_entry(
     for (i, (o, bytes)) in pages.iter().enumerate() {
         let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
         if len == 0
-            || o % HBIN_ALIGN != 0
-            || len % HBIN_ALIGN != 0
+            || !o.is_multiple_of(HBIN_ALIGN)
+            || !len.is_multiple_of(HBIN_ALIGN)
             || u64::from(*o) + u64::from(len) > u64::from(hbins_size)
         {
             return Err(Error::Invalid(format!(

@@ -60,7 +60,7 @@ mod tests {
     fn reference(seed: u64, data: &[u8]) -> u64 {
         let mut buf = data.to_vec();
         buf.push(0x80);
-        while buf.len() % 4 != 0 {
+        while !buf.len().is_multiple_of(4) {
             buf.push(0);
         }
         let (mut a, mut b) = (seed as u32, (seed >> 32) as u32);
