@@ -2,5 +2,8 @@
 //! imgprep: prepare Windows disk images offline for diskless iSCSI boot.
 #![deny(missing_docs)]
 
+pub mod error;
+pub mod image;
 pub mod plan;
+pub mod prepare;
 pub mod windows;
