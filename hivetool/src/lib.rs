@@ -13,6 +13,8 @@ pub mod hive;
 
 pub use hive::{Data, Hive, Key, RawName, Storage, Value};
 pub mod check;
+pub mod edit;
 pub mod export;
 pub mod log;
 pub mod marvin;
+pub mod regfile;
