@@ -557,7 +557,8 @@ impl Editor {
     // ------------------------------------------------------------------------------------
     // Transactions
 
-    fn note(&mut self, s: String) {
+    /// Adds a line to [`Editor::describe`] (callers describing composite operations).
+    pub fn note(&mut self, s: String) {
         self.log.push(s);
     }
 

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod edit;
 mod read;
 
 /// What a command reports back to `main` (turned into the exit code).
@@ -39,12 +40,16 @@ enum Command {
     /// Reading commands (info, ls, get, export, check).
     #[command(flatten)]
     Read(read::ReadCommand),
+    /// Editing commands (set, rm, mkkey, rmkey, import, replay-logs, new).
+    #[command(flatten)]
+    Edit(edit::EditCommand),
 }
 
 /// Runs a parsed command line, writing normal output to `out`.
 fn run(cli: Cli, out: &mut dyn Write) -> anyhow::Result<Status> {
     match cli.command {
         Command::Read(c) => c.run(out),
+        Command::Edit(c) => c.run(out),
     }
 }
 
