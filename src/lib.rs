@@ -7,3 +7,4 @@ pub mod image;
 pub mod plan;
 pub mod prepare;
 pub mod windows;
+pub mod export;

@@ -79,6 +79,13 @@ pub enum RegOp {
         /// Create the key if it is missing.
         create_key: bool,
     },
+    /// Delete a value.
+    DeleteValue {
+        /// Key path from the hive root.
+        key: String,
+        /// Value name.
+        name: String,
+    },
     /// Delete a key and everything below it.
     DeleteKey {
         /// Key path from the hive root.

@@ -270,30 +270,21 @@ pub struct Prepared {
     pub plan: Plan,
     /// Path of the hive in the volume.
     pub hive_path: String,
-    /// The log replay, if one was done.
-    pub replay: Option<ReplaySummary>,
     /// Sequence numbers before.
     pub seq_before: (u32, u32),
-    /// Sequence number written (both fields), when anything changes.
-    pub seq_after: Option<u32>,
-    /// Changed byte ranges of the hive file.
-    pub hive_changes: Vec<Range<u64>>,
-    /// Disk patches.
-    #[serde(skip)]
-    pub patches: Vec<Patch>,
-    /// Disk ranges the patches may touch (the hive's extents).
-    #[serde(skip)]
-    pub allowed: Vec<Range<u64>>,
-    /// The new hive bytes.
-    #[serde(skip)]
-    pub new_hive: Vec<u8>,
+    /// The hive edit and its disk patches.
+    #[serde(flatten)]
+    pub edit: HiveEdit,
 }
 
 impl Prepared {
     /// Nothing to write.
     pub fn is_noop(&self) -> bool {
-        self.patches.is_empty()
+        self.edit.patches.is_empty()
     }
+}
+
+impl HiveEdit {
     /// Bytes changed on the disk.
     pub fn bytes_changed(&self) -> u64 {
         self.patches.iter().map(|p| p.bytes.len() as u64).sum()
@@ -369,6 +360,9 @@ pub fn apply_ops(ed: &mut Editor, ops: &[RegOp]) -> hivetool::Result<()> {
                 }
                 ed.set_value(key, name, *ty, data)?;
             }
+            RegOp::DeleteValue { key, name } => {
+                ed.delete_value(key, name)?;
+            }
             RegOp::DeleteKey { key } => {
                 ed.delete_key(key)?;
             }
@@ -385,75 +379,130 @@ pub fn prepare(img: &WindowsImage, hive: &HiveFile, opts: &PrepareOptions) -> Re
         return Err(r.into());
     }
     let base = BaseBlock::parse(&hive.bytes).map_err(|e| anyhow!("{}: {e}", hive.path))?;
-    let logs = log_refs(hive);
-    let mut replay = None;
-    let mut working = hive.bytes.clone();
-    if base.is_dirty() {
-        if logs.is_empty() {
-            return Err(Refused::new(
-                Refusal::DirtyHive,
-                format!(
-                    "{} is dirty ({}/{}) and has no transaction logs to replay: boot Windows and \
-                     shut it down cleanly",
-                    hive.path, base.seq1, base.seq2
-                ),
-            )
-            .into());
-        }
-        let r = hivetool::log::replay(&hive.bytes, &logs)
-            .map_err(|e| anyhow!("replaying the logs of {}: {e}", hive.path))?;
-        if r.data.len() > hive.bytes.len() {
-            return Err(Refused::new(
-                Refusal::NoSpace,
-                format!(
-                    "replaying the logs grows {} to {} bytes, but its file holds {} and cannot \
-                     grow inside the image: boot Windows once and shut it down cleanly",
-                    hive.path,
-                    r.data.len(),
-                    hive.bytes.len()
-                ),
-            )
-            .into());
-        }
-        working = r.data.clone();
-        // Keep the file length: the tail past the replayed image stays as it was.
-        working.extend_from_slice(&hive.bytes[r.data.len()..]);
-        replay = Some(ReplaySummary {
-            entries: r.applied.len(),
-            seq_range: r
-                .applied
-                .first()
-                .zip(r.applied.last())
-                .map(|(a, b)| (a.seq, b.seq)),
-            base_block_recovered: r.base_block_recovered,
-            notes: r.notes.clone(),
-        });
-    }
+    let (working, replay) = recover_hive(hive, opts.replay_logs)?;
     let view = Hive::open(&working).map_err(|e| anyhow!("{}: {e}", hive.path))?;
     let p = plan::plan(&view, &opts.plan)?;
     let ops: Vec<RegOp> = p.changes.iter().map(|c| c.op.clone()).collect();
-    let mut prepared = Prepared {
+    let edit = edit_hive(hive, working, replay, &ops, opts.clock)?;
+    Ok(Prepared {
         plan: p,
         hive_path: hive.path.clone(),
-        replay,
         seq_before: (base.seq1, base.seq2),
+        edit,
+    })
+}
+
+/// The result of [`edit_hive`]: a hive edit turned into disk patches.
+#[derive(Debug, Clone, Serialize)]
+pub struct HiveEdit {
+    /// The log replay, if one was done.
+    pub replay: Option<ReplaySummary>,
+    /// Sequence number written, when anything changes.
+    pub seq_after: Option<u32>,
+    /// Changed byte ranges of the hive file.
+    pub hive_changes: Vec<Range<u64>>,
+    /// Disk patches.
+    #[serde(skip)]
+    pub patches: Vec<Patch>,
+    /// Disk ranges the patches may touch (the hive's extents).
+    #[serde(skip)]
+    pub allowed: Vec<Range<u64>>,
+    /// The new hive bytes (the old ones when nothing changes).
+    #[serde(skip)]
+    pub new_hive: Vec<u8>,
+}
+
+/// Replays `hive`'s logs if it is dirty (refusing when `replay_logs` is false); returns the
+/// working bytes (same length as the file) and the replay summary.
+pub fn recover_hive(hive: &HiveFile, replay_logs: bool) -> Result<(Vec<u8>, Option<ReplaySummary>)> {
+    let base = BaseBlock::parse(&hive.bytes).map_err(|e| anyhow!("{}: {e}", hive.path))?;
+    if !base.is_dirty() {
+        return Ok((hive.bytes.clone(), None));
+    }
+    let logs = log_refs(hive);
+    if !replay_logs {
+        return Err(Refused::new(
+            Refusal::DirtyHive,
+            format!(
+                "{} is dirty (sequence numbers {}/{}): pass --replay-logs to replay its \
+                 transaction logs first",
+                hive.path, base.seq1, base.seq2
+            ),
+        )
+        .into());
+    }
+    if logs.is_empty() {
+        return Err(Refused::new(
+            Refusal::DirtyHive,
+            format!(
+                "{} is dirty ({}/{}) and has no transaction logs to replay: boot Windows and \
+                 shut it down cleanly",
+                hive.path, base.seq1, base.seq2
+            ),
+        )
+        .into());
+    }
+    let r = hivetool::log::replay(&hive.bytes, &logs)
+        .map_err(|e| anyhow!("replaying the logs of {}: {e}", hive.path))?;
+    if r.data.len() > hive.bytes.len() {
+        return Err(Refused::new(
+            Refusal::NoSpace,
+            format!(
+                "replaying the logs grows {} to {} bytes, but its file holds {} and cannot \
+                 grow inside the image: boot Windows once and shut it down cleanly",
+                hive.path,
+                r.data.len(),
+                hive.bytes.len()
+            ),
+        )
+        .into());
+    }
+    let mut working = r.data.clone();
+    // Keep the file length: the tail past the replayed image stays as it was.
+    working.extend_from_slice(&hive.bytes[r.data.len()..]);
+    let summary = ReplaySummary {
+        entries: r.applied.len(),
+        seq_range: r
+            .applied
+            .first()
+            .zip(r.applied.last())
+            .map(|(a, b)| (a.seq, b.seq)),
+        base_block_recovered: r.base_block_recovered,
+        notes: r.notes.clone(),
+    };
+    Ok((working, Some(summary)))
+}
+
+/// Performs `ops` on `working` (the hive's bytes, replayed if `replay` is set) in fixed-size
+/// mode, commits it clean above every log sequence number, and maps the bytes that differ from
+/// the file on disk to disk patches.
+pub fn edit_hive(
+    hive: &HiveFile,
+    working: Vec<u8>,
+    replay: Option<ReplaySummary>,
+    ops: &[RegOp],
+    clock: Option<u64>,
+) -> Result<HiveEdit> {
+    let mut out = HiveEdit {
+        replay,
         seq_after: None,
         hive_changes: Vec::new(),
         patches: Vec::new(),
         allowed: Vec::new(),
         new_hive: hive.bytes.clone(),
     };
-    if ops.is_empty() && prepared.replay.is_none() {
-        return Ok(prepared);
+    if ops.is_empty() && out.replay.is_none() {
+        return Ok(out);
     }
-    let mut ed = if prepared.replay.is_some() {
+    let logs = log_refs(hive);
+    let mut ed = if out.replay.is_some() {
         Editor::open_recovered(working, Growth::Fixed)
     } else {
         Editor::open(working, Growth::Fixed)
     }
     .map_err(|e| map_hive_error(e, &hive.path))?;
-    ed.set_clock(opts.clock);
-    apply_ops(&mut ed, &ops).map_err(|e| map_hive_error(e, &hive.path))?;
+    ed.set_clock(clock);
+    apply_ops(&mut ed, ops).map_err(|e| map_hive_error(e, &hive.path))?;
     let min_seq = hivetool::log::max_sequence(&hive.bytes, &logs).saturating_add(1);
     let commit = ed
         .commit(min_seq)
@@ -466,7 +515,6 @@ pub fn prepare(img: &WindowsImage, hive: &HiveFile, opts: &PrepareOptions) -> Re
         .into());
     }
     let changes = diff_ranges(&hive.bytes, &commit.data);
-    let mut patches = Vec::new();
     for r in &changes {
         let pieces = hive
             .extents
@@ -475,22 +523,22 @@ pub fn prepare(img: &WindowsImage, hive: &HiveFile, opts: &PrepareOptions) -> Re
         let mut at = r.start as usize;
         for (disk, len) in pieces {
             let len = len as usize;
-            patches.push(Patch::new(disk, commit.data[at..at + len].to_vec()));
+            out.patches
+                .push(Patch::new(disk, commit.data[at..at + len].to_vec()));
             at += len;
         }
     }
-    prepared.allowed = hive
+    out.allowed = hive
         .extents
         .map_range(0..hive.extents.data_size)
         .map_err(|e| Refused::new(Refusal::FileLayout, format!("{}: {e}", hive.path)))?
         .into_iter()
         .map(|(d, l)| d..d + l)
         .collect();
-    prepared.seq_after = Some(commit.sequence);
-    prepared.hive_changes = changes;
-    prepared.patches = patches;
-    prepared.new_hive = commit.data;
-    Ok(prepared)
+    out.seq_after = Some(commit.sequence);
+    out.hive_changes = changes;
+    out.new_hive = commit.data;
+    Ok(out)
 }
 
 /// Options for [`apply_in_place`].
@@ -507,14 +555,15 @@ pub fn journal_path(image: &Path, dir: Option<&Path>) -> PathBuf {
     journal::default_journal_path(image, dir)
 }
 
-/// Writes the patches into the image through the undo journal, then reads the hive back and
-/// checks it equals the prepared bytes.
+/// Writes the patches of `edit` (an edit of hive `hive_name`) into the image through the undo
+/// journal, then reopens the image, reads the hive back through NTFS and checks that it equals
+/// the bytes meant.
 pub fn apply_in_place(
     image_path: &Path,
-    prepared: &Prepared,
+    hive_name: &str,
+    edit: &HiveEdit,
     opts: &ApplyInPlace,
-    sector_size: Option<u32>,
-    partition: Option<u32>,
+    open: crate::image::OpenOptions,
 ) -> Result<ApplyReport> {
     let jpath = journal_path(image_path, opts.journal_dir.as_deref());
     if let Some(p) = journal::pending_journal(image_path, opts.journal_dir.as_deref())? {
@@ -542,8 +591,8 @@ pub fn apply_in_place(
     }
     let report = journal::apply(
         image_path,
-        &prepared.patches,
-        &prepared.allowed,
+        &edit.patches,
+        &edit.allowed,
         &jpath,
         &ApplyOptions {
             replace: opts.replace_journal,
@@ -552,17 +601,11 @@ pub fn apply_in_place(
     )
     .with_context(|| format!("writing {}", image_path.display()))?;
     // Verify through a fresh open: the hive read back through NTFS must equal what we meant.
-    let img = WindowsImage::open(
-        image_path,
-        crate::image::OpenOptions {
-            sector_size,
-            partition,
-        },
-    )?;
-    let back = img.hive("SYSTEM")?;
-    if back.bytes != prepared.new_hive {
+    let img = WindowsImage::open(image_path, open)?;
+    let back = img.hive(hive_name)?;
+    if back.bytes != edit.new_hive {
         anyhow::bail!(
-            "verification failed: the SYSTEM hive read back from {} differs from the one \
+            "verification failed: the {hive_name} hive read back from {} differs from the one \
              written; run `imgprep undo {}`",
             image_path.display(),
             image_path.display()
