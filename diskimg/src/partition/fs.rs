@@ -130,6 +130,11 @@ fn detect_fat(b: &[u8]) -> Option<Filesystem> {
     if fatsz == 0 || total == 0 {
         return None;
     }
+    // FAT32 by structure: only FAT32 has no 16-bit FAT size and no fixed root directory
+    // (small FAT32 volumes exist, so the cluster count alone would call them FAT16).
+    if fatsz16 == 0 && root_entries == 0 {
+        return Some(Filesystem::Fat32);
+    }
     let root_sectors = (root_entries * 32).div_ceil(bps);
     let meta = u64::from(reserved) + u64::from(nfats) * u64::from(fatsz) + u64::from(root_sectors);
     let data = u64::from(total).checked_sub(meta)?;
