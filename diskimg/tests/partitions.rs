@@ -776,7 +776,7 @@ fn ebrs(img: &SparseImage) -> Vec<u64> {
         .map(|p| {
             // sfdisk leaves 2048 sectors (1 MiB) between an EBR and its logical... find it.
             let mut lba = p.start_lba - 1;
-            while lba > ext && img.sectors.get(&(lba * 512)).is_none() {
+            while lba > ext && !img.sectors.contains_key(&(lba * 512)) {
                 lba -= 1;
             }
             lba
