@@ -545,6 +545,48 @@ impl Scanned<'_> {
     }
 }
 
+/// Most problems [`check_bins`] reports before it stops.
+const MAX_BIN_PROBLEMS: usize = 8;
+
+/// Walks the hive-bins headers of a (replayed) image and describes what is wrong: missing
+/// `hbin` signature, wrong offset field, size not a multiple of 4096 or reaching past
+/// `hbins_size`. Windows replaces such bins by empty dummy bins when it loads the hive; this
+/// function only reports them (at most [`MAX_BIN_PROBLEMS`], then stops walking).
+pub fn check_bins(img: &[u8], hbins_size: u32) -> Vec<String> {
+    let mut problems = Vec::new();
+    let mut pos: u32 = 0;
+    while pos < hbins_size && problems.len() < MAX_BIN_PROBLEMS {
+        let at = BASE_BLOCK_SIZE + pos as usize;
+        let Some(h) = img.get(at..at + 32) else {
+            problems.push(format!(
+                "hive bins end at {pos:#x}: the image is shorter than the hive bins size {hbins_size:#x}"
+            ));
+            break;
+        };
+        let size = le32(h, 8);
+        if &h[0..4] != b"hbin" {
+            problems.push(format!("no hbin signature at offset {pos:#x}"));
+            pos += HBIN_ALIGN; // resynchronise on the next page
+            continue;
+        }
+        if le32(h, 4) != pos {
+            problems.push(format!("hbin at {pos:#x} records offset {:#x}", le32(h, 4)));
+        }
+        if size == 0
+            || !size.is_multiple_of(HBIN_ALIGN)
+            || u64::from(pos) + u64::from(size) > u64::from(hbins_size)
+        {
+            problems.push(format!(
+                "hbin at {pos:#x} has size {size:#x} (not a multiple of 4096 inside {hbins_size:#x})"
+            ));
+            pos += HBIN_ALIGN;
+            continue;
+        }
+        pos += size;
+    }
+    problems
+}
+
 /// Writes `pages` of `log` into `img`, growing it to `4096 + hbins_size` first.
 fn apply_pages(img: &mut Vec<u8>, log: &[u8], hbins_size: u32, pages: &[PageRef]) -> Result<u64> {
     let need = BASE_BLOCK_SIZE + hbins_size as usize;
@@ -859,6 +901,10 @@ pub fn replay(primary: &[u8], logs: &[(&str, &[u8])]) -> Result<Replay> {
         img[..LOG_BASE_BLOCK_SIZE].copy_from_slice(log_base);
         base_block_recovered = true;
         notes.push(format!("base block recovered from {}", src.name));
+    }
+    let hb = hbins_size.unwrap_or(0);
+    for p in check_bins(&img, hb) {
+        notes.push(format!("after replay: {p}"));
     }
     if applied.is_empty() {
         notes.push(
