@@ -913,8 +913,10 @@ pub fn replay(primary: &[u8], logs: &[(&str, &[u8])]) -> Result<Replay> {
         );
     }
     let hbins_size = hbins_size.unwrap_or(0);
+    // Only sizes that come from an applied entry / log (checked against MAX_HBINS_SIZE) make
+    // the image grow; a stale primary's own size field is not trusted for an allocation.
     let need = BASE_BLOCK_SIZE + hbins_size as usize;
-    if img.len() < need {
+    if img.len() < need && !applied.is_empty() {
         img.resize(need, 0);
     }
     let max_seq = max_seq.unwrap_or(0);

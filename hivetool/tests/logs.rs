@@ -894,3 +894,16 @@ fn corpus_every_hive_replays_or_is_left_alone() {
     }
     assert!(n >= 30, "only {n} hives in the corpus");
 }
+
+#[test]
+fn huge_size_in_a_dirty_primary_does_not_allocate() {
+    let mut h = hive(3, 2, "ROOT");
+    put32(&mut h, 40, 0xFFFF_F000);
+    fix_checksum(&mut h[..4096]);
+    let r = replay(&h, &[]).unwrap();
+    assert_eq!(r.data.len(), h.len());
+    assert!(r
+        .notes
+        .iter()
+        .any(|n| n.contains("shorter than the hive bins size")));
+}
