@@ -84,7 +84,13 @@ impl<'a> Hive<'a> {
         } else {
             data.len() as u64
         };
-        base.validate(limit)?;
+        base.validate(limit).map_err(|e| match e {
+            Error::BaseBlock(m) if !base.checksum_ok => Error::BaseBlock(format!(
+                "{m}; the checksum is wrong too: the base block is damaged \
+                 (recover it from a transaction log)"
+            )),
+            e => e,
+        })?;
         let hive = Self::from_parts(data, &base);
         hive.root()?;
         Ok(hive)
@@ -145,7 +151,10 @@ impl<'a> Hive<'a> {
     /// than the area.
     pub fn cell(&self, offset: u32) -> Result<&'a [u8]> {
         let o = offset as usize;
-        if offset == NIL || !o.is_multiple_of(8) || o.checked_add(4).is_none_or(|e| e > self.bins.len()) {
+        if offset == NIL
+            || !o.is_multiple_of(8)
+            || o.checked_add(4).is_none_or(|e| e > self.bins.len())
+        {
             return Err(corrupt(
                 offset,
                 "cell offset outside the hive bins or not 8-aligned",
