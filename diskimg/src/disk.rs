@@ -2,6 +2,7 @@
 //! An opened disk image or block device: file, length, logical sector size and partition table.
 
 use crate::partition::{detect_sector_size, read_table, PartitionTable};
+use crate::range::{copy_range, plan_copy, CopyPlan, CopyRange, GptFix};
 use crate::{Error, ReadAt, Result};
 use std::fs::File;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
@@ -158,6 +159,14 @@ impl Disk {
     /// The partition table.
     pub fn table(&self) -> &PartitionTable {
         &self.table
+    }
+    /// The exact copy range ([`crate::range::copy_range`]).
+    pub fn copy_range(&self) -> Result<CopyRange> {
+        copy_range(&self.table)
+    }
+    /// A copy plan ([`crate::range::plan_copy`]); `fix` matters for GPT only.
+    pub fn plan_copy(&self, fix: GptFix) -> Result<CopyPlan> {
+        plan_copy(&self.file, &self.table, fix)
     }
 }
 
