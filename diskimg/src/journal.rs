@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
 use std::ops::Range;
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -997,10 +997,12 @@ fn write_journal(journal_path: &Path, j: &mut Journal) -> Result<()> {
     tmp_name.push(".tmp");
     let tmp = journal_path.with_file_name(tmp_name);
     let ctx = |what: &str, p: &Path| format!("{what} {}", p.display());
+    // 0600: the journal holds old bytes of the image (e.g. of a registry hive).
     let mut f = OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
+        .mode(0o600)
         .open(&tmp)
         .map_err(|e| Error::io(ctx("creating", &tmp), e))?;
     f.write_all(&text)

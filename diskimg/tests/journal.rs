@@ -81,6 +81,11 @@ fn apply_then_undo_is_byte_identical() {
     assert_eq!(sha(&img), after);
     let st = journal::inspect(&jp).unwrap();
     assert_eq!(st.state, JournalState::Complete);
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&jp).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert_eq!(st.patches.len(), 4);
     assert_eq!(st.image.size, IMG_LEN as u64);
     assert!(st.image.mtime_after.is_some());
