@@ -7,7 +7,7 @@
 //! hive-bins size, timestamp, checksum last) and reports the exact byte ranges that differ from
 //! the original, so a caller can patch only those bytes into a disk image.
 //!
-//! Allocation: free cells first (first fit in offset order, remainders of 8 bytes or more are
+//! Allocation: free cells first (best fit: the smallest free cell that fits, like Windows' size-bucketed free lists; remainders of 8 bytes or more are
 //! split off, frees coalesce with free neighbours inside the same bin), then new bins appended
 //! after the last bin — into the slack between the last bin and the end of the file, and in
 //! [`Growth::Growable`] mode past the end of the file. In [`Growth::Fixed`] mode an operation
@@ -19,7 +19,7 @@
 //! fields and timestamps, compressed names when every character is ≤ U+00FF, big data (`db`)
 //! above 16,344 bytes in 1.4+ hives. See docs/hive-editing.md.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::ops::Range;
 
@@ -92,7 +92,8 @@ impl Commit {
 
 #[derive(Debug)]
 enum Undo {
-    Bytes(usize, Vec<u8>),
+    /// Old bytes at a file offset: (offset, start in `undo_bytes`, length).
+    Bytes(usize, usize, usize),
     FreeInserted(u32),
     FreeRemoved(u32, u32),
     BinPushed,
@@ -112,11 +113,16 @@ pub struct Editor {
     bins: Vec<(u32, u32)>,
     /// Free cells: offset → size.
     free: BTreeMap<u32, u32>,
+    /// The same free cells ordered by (size, offset), for best-fit allocation.
+    by_size: BTreeSet<(u32, u32)>,
     /// Original bytes of every page touched (index = file offset / 4096), inside `orig_len`.
     pages: Vec<Option<Box<[u8]>>>,
     undo: Vec<Undo>,
+    undo_bytes: Vec<u8>,
     in_op: bool,
     clock: Option<u64>,
+    /// Timestamp of the current operation (taken once per operation).
+    op_time: Option<u64>,
     log: Vec<String>,
 }
 
@@ -260,10 +266,13 @@ impl Editor {
             seq: base.seq1.max(base.seq2),
             bins: Vec::new(),
             free: BTreeMap::new(),
+            by_size: BTreeSet::new(),
             pages: (0..pages).map(|_| None).collect(),
             undo: Vec::new(),
+            undo_bytes: Vec::new(),
             in_op: false,
             clock: None,
+            op_time: None,
             log: Vec::new(),
         };
         ed.scan_bins(base.hbins_size)?;
@@ -287,7 +296,12 @@ impl Editor {
 
     /// A read-only view of the current (uncommitted) image.
     pub fn hive(&self) -> Result<Hive<'_>> {
-        Hive::open_unchecked(&self.data)
+        Ok(Hive::from_known_header(
+            &self.data,
+            self.minor,
+            self.root,
+            self.hbins_size(),
+        ))
     }
 
     /// The current image bytes (not yet committed: base block not updated).
@@ -495,10 +509,13 @@ impl Editor {
             seq: self.seq,
             bins: self.bins.clone(),
             free: BTreeMap::new(),
+            by_size: BTreeSet::new(),
             pages: self.pages.clone(),
             undo: Vec::new(),
+            undo_bytes: Vec::new(),
             in_op: false,
             clock: self.clock,
+            op_time: None,
             log: Vec::new(),
         };
         let (changed, seq) = copy.finish(0);
@@ -563,13 +580,15 @@ impl Editor {
     }
 
     fn now(&self) -> u64 {
-        self.clock.unwrap_or_else(filetime_now)
+        self.clock.or(self.op_time).unwrap_or_else(filetime_now)
     }
 
     fn atomically<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
         debug_assert!(!self.in_op);
         self.in_op = true;
         self.undo.clear();
+        self.undo_bytes.clear();
+        self.op_time = Some(self.clock.unwrap_or_else(filetime_now));
         let r = f(self).and_then(|v| {
             let need = BASE_BLOCK_SIZE as u64 + u64::from(self.hbins_size());
             if self.growth == Growth::Fixed && need > self.orig_len as u64 {
@@ -584,19 +603,26 @@ impl Editor {
             self.rollback();
         }
         self.undo.clear();
+        self.undo_bytes.clear();
         self.in_op = false;
+        self.op_time = None;
         r
     }
 
     fn rollback(&mut self) {
         while let Some(u) = self.undo.pop() {
             match u {
-                Undo::Bytes(off, old) => self.data[off..off + old.len()].copy_from_slice(&old),
+                Undo::Bytes(off, at, len) => {
+                    self.data[off..off + len].copy_from_slice(&self.undo_bytes[at..at + len]);
+                }
                 Undo::FreeInserted(off) => {
-                    self.free.remove(&off);
+                    if let Some(size) = self.free.remove(&off) {
+                        self.by_size.remove(&(size, off));
+                    }
                 }
                 Undo::FreeRemoved(off, size) => {
                     self.free.insert(off, size);
+                    self.by_size.insert((size, off));
                 }
                 Undo::BinPushed => {
                     self.bins.pop();
@@ -622,21 +648,25 @@ impl Editor {
             }
         }
         if self.in_op {
-            self.undo
-                .push(Undo::Bytes(off, self.data[off..end].to_vec()));
+            let at = self.undo_bytes.len();
+            self.undo_bytes.extend_from_slice(&self.data[off..end]);
+            self.undo.push(Undo::Bytes(off, at, bytes.len()));
         }
         self.data[off..end].copy_from_slice(bytes);
     }
 
     fn free_insert(&mut self, off: u32, size: u32) {
         if let Some(old) = self.free.insert(off, size) {
+            self.by_size.remove(&(old, off));
             self.undo.push(Undo::FreeRemoved(off, old));
         }
+        self.by_size.insert((size, off));
         self.undo.push(Undo::FreeInserted(off));
     }
 
     fn free_remove(&mut self, off: u32) -> Option<u32> {
         let size = self.free.remove(&off)?;
+        self.by_size.remove(&(size, off));
         self.undo.push(Undo::FreeRemoved(off, size));
         Some(size)
     }
@@ -682,6 +712,7 @@ impl Editor {
                 }
                 if raw > 0 {
                     self.free.insert(c, len);
+                    self.by_size.insert((len, c));
                 }
                 c += len;
             }
@@ -758,11 +789,8 @@ impl Editor {
             return Err(Error::Invalid(format!("cell of {need} bytes")));
         }
         let need = need as u32;
-        let found = self
-            .free
-            .iter()
-            .find(|(_, &s)| s >= need)
-            .map(|(&o, &s)| (o, s));
+        // Best fit: the smallest free cell that is big enough (lowest offset among equals).
+        let found = self.by_size.range((need, 0)..).next().map(|&(s, o)| (o, s));
         let off = match found {
             Some((off, size)) => {
                 self.free_remove(off);

@@ -103,6 +103,20 @@ impl<'a> Hive<'a> {
         Ok(Self::from_parts(data, &base))
     }
 
+    /// A view from header fields the caller already knows (no base-block parsing: for an
+    /// editor that re-reads its own image often). The hive-bins area is clamped to the file.
+    pub fn from_known_header(data: &'a [u8], minor: u32, root: u32, hbins_size: u32) -> Hive<'a> {
+        let start = BASE_BLOCK_SIZE.min(data.len());
+        let end = (BASE_BLOCK_SIZE as u64 + u64::from(hbins_size)).min(data.len() as u64);
+        Hive {
+            data,
+            bins: &data[start..end as usize],
+            minor,
+            root,
+            dirty: false,
+        }
+    }
+
     fn from_parts(data: &'a [u8], base: &BaseBlock) -> Hive<'a> {
         let start = BASE_BLOCK_SIZE.min(data.len());
         let end = (BASE_BLOCK_SIZE as u64 + u64::from(base.hbins_size)).min(data.len() as u64);
