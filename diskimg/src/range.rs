@@ -611,7 +611,7 @@ pub fn base64(data: &[u8]) -> String {
 impl CopyPlan {
     /// Shell lines that carry out the plan with `dd` (and `ssh`), in order. The first line
     /// streams the prefix with an exact byte count (`iflag=count_bytes`); the receiving `dd`
-    /// uses `obs=` so that short pipe reads still become whole-sector writes (GNU and illumos
+    /// uses separate `ibs=`/`obs=` (re-blocking) so that short pipe reads still become whole-block writes (GNU and illumos
     /// dd). Later segments and patches are written at their sector with `seek=` and
     /// `conv=notrunc` (patches that equal source bytes are copied from the image, the others
     /// go through `base64 -d` on the local side). The target must already have the size
@@ -632,7 +632,7 @@ impl CopyPlan {
             if s.src.start == 0 && s.dst_offset == 0 {
                 out.push(format!(
                     "dd if={img} bs=1M count={len} iflag=count_bytes status=progress | {}",
-                    sink("obs=1M".into())
+                    sink("ibs=1M obs=1M".into())
                 ));
             } else {
                 out.push(format!(
@@ -783,7 +783,7 @@ mod tests {
             host: Some("host".into()),
             device: "/dev/zvol/rdsk/tank/win".into(),
         });
-        assert_eq!(dd, vec!["dd if=disk.img bs=1M count=31457280000 iflag=count_bytes status=progress | ssh host 'dd of=/dev/zvol/rdsk/tank/win obs=1M'".to_string()]);
+        assert_eq!(dd, vec!["dd if=disk.img bs=1M count=31457280000 iflag=count_bytes status=progress | ssh host 'dd of=/dev/zvol/rdsk/tank/win ibs=1M obs=1M'".to_string()]);
     }
 
     #[test]

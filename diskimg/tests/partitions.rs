@@ -1175,3 +1175,44 @@ fn interop_gpt_and_mbrman_crates() {
         assert_eq!(ours, theirs, "{name}");
     }
 }
+
+#[test]
+fn interop_dd_commands_reproduce_the_plan() {
+    if !interop() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for (name, fix) in [
+        ("gptwin", GptFix::Relocate),
+        ("gptwin", GptFix::KeepBackup),
+        ("gpt4k", GptFix::Relocate),
+        ("mbrext", GptFix::Relocate),
+    ] {
+        let src = dir.path().join(format!("{name}.img"));
+        let img = sample(name);
+        // Fill the partitions' first MiB with a pattern so the copy has data to get right.
+        let mut img = img;
+        let t = table(&img);
+        for p in t.data_partitions() {
+            img.write(p.start_byte + 4096, &[0xA5; 512]);
+        }
+        img.to_file(&src);
+        let d = Disk::open(&src, OpenOptions::default()).unwrap();
+        let plan = d.plan_copy(fix).unwrap();
+        let want = dir.path().join("want.img");
+        execute(&plan, d.file(), &want);
+        let got = dir.path().join("got.img");
+        let _ = std::fs::remove_file(&got);
+        for line in plan.dd_commands(&DdTarget {
+            image: src.to_str().unwrap().into(),
+            host: None,
+            device: got.to_str().unwrap().into(),
+        }) {
+            let (ok, out) = run("sh", &["-c", &format!("set -e; {line}")]);
+            assert!(ok, "{line}: {out}");
+        }
+        let (a, b) = (std::fs::read(&want).unwrap(), std::fs::read(&got).unwrap());
+        assert_eq!(a.len(), b.len(), "{name} {fix:?}");
+        assert!(a == b, "{name} {fix:?}: dd result differs from the plan");
+    }
+}
