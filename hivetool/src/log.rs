@@ -990,6 +990,19 @@ pub fn read_logs_beside(path: &Path) -> io::Result<Vec<(String, Vec<u8>)>> {
     Ok(out)
 }
 
+/// Reads the hive at `path` and the logs beside it ([`read_logs_beside`]) and replays them
+/// ([`replay`]). The files are not modified; write [`Replay::data`] where you want it.
+pub fn replay_beside(path: &Path) -> Result<Replay> {
+    let primary = std::fs::read(path).map_err(|e| Error::Io(format!("{}: {e}", path.display())))?;
+    let logs = read_logs_beside(path)
+        .map_err(|e| Error::Io(format!("logs beside {}: {e}", path.display())))?;
+    let refs: Vec<(&str, &[u8])> = logs
+        .iter()
+        .map(|(n, d)| (n.as_str(), d.as_slice()))
+        .collect();
+    replay(&primary, &refs)
+}
+
 /// Builds the 512-byte base-block copy that starts a new-format log: the first 512 bytes of
 /// `primary_base` with both sequence numbers = `seq`, file type 6, the given hive-bins size and
 /// a fresh checksum.
