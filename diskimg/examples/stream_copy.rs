@@ -9,8 +9,7 @@
 //! become zero ranges. Prints the report as JSON on stderr.
 
 use diskimg::copy::{self, CopyJob, Output, Segment};
-use std::fs::{File, OpenOptions};
-use std::os::fd::AsFd;
+use std::fs::OpenOptions;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -81,11 +80,7 @@ fn run() -> Result<(), String> {
     }
     let mut progress = |_| {};
     let report = if out_name == "-" {
-        let fd = std::io::stdout()
-            .as_fd()
-            .try_clone_to_owned()
-            .map_err(|e| e.to_string())?;
-        let mut w = File::from(fd);
+        let mut w = copy::stdout_file().map_err(|e| e.to_string())?;
         copy::copy(&src, &job, Output::Stream(&mut w), &mut progress)
     } else {
         let out = OpenOptions::new()

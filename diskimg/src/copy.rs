@@ -138,6 +138,17 @@ pub fn open_source(path: &Path) -> Result<File> {
     File::open(path).map_err(|e| Error::io(format!("opening {} read-only", path.display()), e))
 }
 
+/// A `File` writing to standard output (a duplicate of fd 1), for [`Output::Stream`]:
+/// unlike `std::io::Stdout` it has no line buffering, so each 1 MiB chunk is one `write`.
+pub fn stdout_file() -> Result<File> {
+    use std::os::fd::AsFd;
+    let fd = std::io::stdout()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(|e| Error::io("duplicating standard output", e))?;
+    Ok(File::from(fd))
+}
+
 /// Copies from a file or block device, skipping the source's holes (SEEK_DATA/SEEK_HOLE).
 pub fn copy(
     source: &File,

@@ -346,12 +346,25 @@ pub fn read_journal(journal_path: &Path) -> Result<Journal> {
             journal_path.display()
         )));
     }
-    let mut text = String::new();
+    let mut text = Vec::new();
     Read::by_ref(&mut f)
         .take(MAX_JOURNAL_FILE)
-        .read_to_string(&mut text)
+        .read_to_end(&mut text)
         .map_err(|e| Error::io(ctx("reading"), e))?;
-    let j: Journal = serde_json::from_str(&text).map_err(|e| {
+    parse_journal(&text, journal_path)
+}
+
+/// Parses and fully checks journal bytes (as read from `journal_path`, used in messages):
+/// JSON, magic, version, checksum and every entry. Never panics on any input.
+pub fn parse_journal(text: &[u8], journal_path: &Path) -> Result<Journal> {
+    if text.len() as u64 > MAX_JOURNAL_FILE {
+        return Err(Error::Journal(format!(
+            "{}: {} bytes, more than the limit of {MAX_JOURNAL_FILE}",
+            journal_path.display(),
+            text.len()
+        )));
+    }
+    let j: Journal = serde_json::from_slice(text).map_err(|e| {
         Error::Journal(format!(
             "{}: not a valid journal: {e}",
             journal_path.display()
@@ -505,8 +518,8 @@ pub fn apply(
 ///
 /// Checks first (without `opts.force`, any mismatch refuses and nothing is written) that the
 /// image is the journaled one (device, inode, size, modification time since the apply) and that
-/// every region holds the new bytes (or already the old ones, so an interrupted undo can be
-/// re-run). Verifies by reading back, then marks the journal [`JournalState::Undone`] or removes
+/// every region holds the new bytes, the old ones or a byte-wise mix (so an interrupted undo can
+/// be re-run). Verifies by reading back, then marks the journal [`JournalState::Undone`] or removes
 /// it (`opts.remove_journal`).
 pub fn undo(image_path: &Path, journal_path: &Path, opts: &UndoOptions) -> Result<RestoreReport> {
     let mut journal = read_journal(journal_path)?;
@@ -528,7 +541,7 @@ pub fn undo(image_path: &Path, journal_path: &Path, opts: &UndoOptions) -> Resul
     let image = open_locked(image_path)?;
     check_identity(&journal, image_path, &image, true, opts.force)?;
     let decoded = decode_entries(&journal, journal_path)?;
-    let report = restore(&image, image_path, &decoded, Target::Old, opts.force, false)?;
+    let report = restore(&image, image_path, &decoded, Target::Old, opts.force)?;
     finish_journal(
         journal_path,
         &mut journal,
@@ -565,7 +578,7 @@ pub fn recover(
     let decoded = decode_entries(&journal, journal_path)?;
     match mode {
         RecoverMode::RollBack => {
-            let report = restore(&image, image_path, &decoded, Target::Old, opts.force, true)?;
+            let report = restore(&image, image_path, &decoded, Target::Old, opts.force)?;
             finish_journal(
                 journal_path,
                 &mut journal,
@@ -576,7 +589,7 @@ pub fn recover(
             )
         }
         RecoverMode::RollForward => {
-            let report = restore(&image, image_path, &decoded, Target::New, opts.force, true)?;
+            let report = restore(&image, image_path, &decoded, Target::New, opts.force)?;
             let mtime = mtime_of(&image, image_path)?;
             let keep = UndoOptions {
                 remove_journal: false,
@@ -641,7 +654,6 @@ fn restore(
     decoded: &[Decoded],
     target: Target,
     force: bool,
-    allow_torn: bool,
 ) -> Result<RestoreReport> {
     let mut report = RestoreReport {
         rewritten: Vec::new(),
@@ -669,11 +681,8 @@ fn restore(
             report.unchanged.push(d.offset);
             continue;
         }
-        let acceptable = match state {
-            RegionState::Old | RegionState::New => true,
-            RegionState::Torn => allow_torn,
-            RegionState::Foreign => false,
-        };
+        // Torn (a byte-wise mix of old and new) comes from an interrupted apply or undo.
+        let acceptable = state != RegionState::Foreign;
         if acceptable {
             report.rewritten.push(d.offset);
         } else if force {

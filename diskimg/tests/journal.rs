@@ -131,6 +131,58 @@ fn undo_can_remove_the_journal_and_journal_dir_option_works() {
 }
 
 #[test]
+fn interrupted_undo_can_be_run_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = make_image(dir.path());
+    let orig = fs::read(&img).unwrap();
+    let jp = dir.path().join("j");
+    journal::apply(&img, &patches(), &allowed(), &jp, &ApplyOptions::default()).unwrap();
+    // Simulate an undo that died: patch 0 restored, patch 1 half restored.
+    let f = fs::OpenOptions::new().write(true).open(&img).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &orig[4096..4096 + 512], 4096).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &orig[70_000..71_500], 70_000).unwrap();
+    let m = journal::inspect(&jp).unwrap().image.mtime_after.unwrap();
+    f.set_modified(std::time::UNIX_EPOCH + std::time::Duration::new(m.sec as u64, m.nsec as u32))
+        .unwrap();
+    drop(f);
+    let st: Vec<_> = journal::region_states(&img, &jp)
+        .unwrap()
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    assert_eq!(
+        st,
+        [
+            RegionState::Old,
+            RegionState::Torn,
+            RegionState::New,
+            RegionState::New
+        ]
+    );
+    let r = journal::undo(&img, &jp, &UndoOptions::default()).unwrap();
+    assert_eq!(r.unchanged, vec![4096]);
+    assert_eq!(r.rewritten, vec![70_000, 500_000, 900_001]);
+    assert!(fs::read(&img).unwrap() == orig);
+}
+
+#[test]
+fn parse_journal_rejects_garbage() {
+    let p = Path::new("x");
+    for bad in [
+        &b""[..],
+        b"{}",
+        b"[1,2",
+        b"\xff\xfe",
+        b"{\"magic\":\"imgprep-undo-journal\"}",
+    ] {
+        assert!(matches!(
+            journal::parse_journal(bad, p),
+            Err(Error::Journal(_))
+        ));
+    }
+}
+
+#[test]
 fn unchanged_patches_are_skipped_and_reported() {
     let dir = tempfile::tempdir().unwrap();
     let img = make_image(dir.path());
