@@ -21,7 +21,9 @@ pub enum Error {
     #[error("partition table: {0}")]
     PartitionTable(String),
     /// The image is shorter than its partition table says.
-    #[error("truncated image: {what} ends at byte {needed} but the image has only {available} bytes")]
+    #[error(
+        "truncated image: {what} ends at byte {needed} but the image has only {available} bytes"
+    )]
     Truncated {
         /// What reaches past the end.
         what: String,
@@ -62,7 +64,9 @@ pub enum Error {
         len: u64,
     },
     /// Read-back verification failed after writing.
-    #[error("verification failed at offset {offset:#x}: the bytes read back differ from those written")]
+    #[error(
+        "verification failed at offset {offset:#x}: the bytes read back differ from those written"
+    )]
     Verify {
         /// Offset of the first difference.
         offset: u64,
@@ -70,6 +74,12 @@ pub enum Error {
     /// An argument is not acceptable.
     #[error("invalid argument: {0}")]
     Invalid(String),
+    /// The partition is BitLocker-encrypted (`-FVE-FS-` OEM ID): its files cannot be read.
+    #[error("BitLocker-encrypted volume at offset {offset:#x}: unlock or decrypt it first")]
+    BitLocker {
+        /// Absolute offset of the volume's boot sector.
+        offset: u64,
+    },
 }
 
 impl Error {
