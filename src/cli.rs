@@ -18,7 +18,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// 18 hive file not editable in place; 19 an earlier write's journal exists; 20 NDIS, Tcpip or
 /// a miniport service is missing.
 #[derive(Debug, Parser)]
-#[command(name = "imgprep", version, propagate_version = true, subcommand_required = true)]
+#[command(
+    name = "imgprep",
+    version,
+    propagate_version = true,
+    subcommand_required = true
+)]
 pub struct Cli {
     /// What to do.
     #[command(subcommand)]
@@ -372,6 +377,9 @@ pub enum RegOpCmd {
         /// Data (repeat for REG_MULTI_SZ).
         #[arg(long, num_args = 0..)]
         data: Vec<String>,
+        /// Read the data from a file instead (raw bytes for binary, text otherwise).
+        #[arg(long, value_name = "FILE", conflicts_with = "data")]
+        data_file: Option<PathBuf>,
         /// Show what would change; write nothing.
         #[arg(long, short = 'n')]
         dry_run: bool,

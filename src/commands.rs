@@ -31,7 +31,12 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Undo(a) => undo(a),
         Command::Reg(a) => reg(a),
         Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "imgprep", &mut std::io::stdout());
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "imgprep",
+                &mut std::io::stdout(),
+            );
             Ok(EXIT_OK)
         }
         Command::Man { dir } => man(&dir),
@@ -261,7 +266,12 @@ fn strip_lwf(a: StripLwf) -> Result<u8> {
                 let (rep, _) = copy_out(img.disk(), &[], o, &a.copy)?;
                 output = Some(o.display().to_string());
                 if !a.json {
-                    writeln!(out, "copied {} to {}", human_bytes(rep.bytes_written), o.display())?;
+                    writeln!(
+                        out,
+                        "copied {} to {}",
+                        human_bytes(rep.bytes_written),
+                        o.display()
+                    )?;
                 }
             }
         }
@@ -422,29 +432,14 @@ fn check(a: Check) -> Result<u8> {
         match prepare::prepare(&img, &hive, &a.sel.prepare_options()) {
             Ok(p) => {
                 for b in &p.plan.blockers {
-                    let code = match b.kind {
-                        plan::BlockerKind::NoBootNic => 15,
-                        plan::BlockerKind::NoIscsiPrt => 14,
-                        plan::BlockerKind::MissingService => 20,
-                        plan::BlockerKind::BlockingFilter => EXIT_NOT_READY,
-                    };
-                    if code == EXIT_NOT_READY {
-                        if rep.verdict == "ready" {
-                            rep.verdict = "not-ready";
-                            rep.exit_code = EXIT_NOT_READY;
-                        }
-                        rep.reasons.push(
-                            json!({"kind": "blocking-filter", "exit_code": 1, "message": b.message}),
-                        );
-                    } else {
-                        let kind = serde_json::to_value(&b.kind)?;
-                        unsafe_verdict(
-                            &mut rep,
-                            code,
-                            kind.as_str().unwrap_or("blocker"),
-                            b.message.clone(),
-                        );
+                    // Only blocking filters remain here; the other blockers are refusals.
+                    if rep.verdict == "ready" {
+                        rep.verdict = "not-ready";
+                        rep.exit_code = EXIT_NOT_READY;
                     }
+                    rep.reasons.push(
+                        json!({"kind": "blocking-filter", "exit_code": 1, "message": b.message}),
+                    );
                 }
                 if !p.plan.changes.is_empty() {
                     if rep.verdict == "ready" {
@@ -534,8 +529,8 @@ fn inspect(a: Inspect) -> Result<u8> {
     let hive = img.hive("SYSTEM")?;
     let s = prepare::safety(&img, &hive, a.sel.replay_logs);
     let range = copy_range(img.disk().table()).ok();
-    let (working, _) = prepare::recover_hive(&hive, true)
-        .unwrap_or_else(|_| (hive.bytes.clone(), None));
+    let (working, _) =
+        prepare::recover_hive(&hive, true).unwrap_or_else(|_| (hive.bytes.clone(), None));
     let view = hivetool::Hive::open(&working).map_err(|e| anyhow!("{}: {e}", hive.path))?;
     let info = imgprep::windows::read_system(&view)?;
     let p = plan::plan(&view, &a.sel.prepare_options().plan)?;
@@ -659,7 +654,11 @@ fn inspect(a: Inspect) -> Result<u8> {
                         "{}/{}{}",
                         s.start.map_or("-".into(), |v| v.to_string()),
                         s.boot_flags.map_or("-".into(), |v| v.to_string()),
-                        if s.start_override { " +StartOverride" } else { "" }
+                        if s.start_override {
+                            " +StartOverride"
+                        } else {
+                            ""
+                        }
                     )
                 })
                 .unwrap_or_default();
@@ -678,7 +677,10 @@ fn inspect(a: Inspect) -> Result<u8> {
                 "         {} [{}]{}{}",
                 n.net_cfg_instance_id.as_deref().unwrap_or("-"),
                 n.characteristics_names.join(","),
-                n.mac.as_ref().map(|m| format!(" MAC {m}")).unwrap_or_default(),
+                n.mac
+                    .as_ref()
+                    .map(|m| format!(" MAC {m}"))
+                    .unwrap_or_default(),
                 n.excluded_because
                     .as_ref()
                     .map(|r| format!(" (not a boot NIC: {r})"))
@@ -711,7 +713,11 @@ fn inspect(a: Inspect) -> Result<u8> {
                             "Start {} BootFlags {}{}",
                             svc.start.map_or("-".into(), |v| v.to_string()),
                             svc.boot_flags.map_or("-".into(), |v| v.to_string()),
-                            if svc.start_override { " +StartOverride" } else { "" }
+                            if svc.start_override {
+                                " +StartOverride"
+                            } else {
+                                ""
+                            }
                         )
                     } else {
                         "MISSING".into()
@@ -922,13 +928,22 @@ fn split_reg_path(path: &str) -> Result<(String, String)> {
                 parts.remove(0);
                 return Ok(("DEFAULT".into(), parts.join("\\")));
             }
-            _ => bail!("only HKU\\.DEFAULT lives in the config folder; user hives are not supported"),
+            _ => {
+                bail!("only HKU\\.DEFAULT lives in the config folder; user hives are not supported")
+            }
         }
     }
     let Some(hive) = parts.first().map(|s| s.to_ascii_uppercase()) else {
         bail!("{path}: no hive named (HKLM\\SYSTEM, HKLM\\SOFTWARE, ...)");
     };
-    const HIVES: [&str; 6] = ["SYSTEM", "SOFTWARE", "SAM", "SECURITY", "DEFAULT", "COMPONENTS"];
+    const HIVES: [&str; 6] = [
+        "SYSTEM",
+        "SOFTWARE",
+        "SAM",
+        "SECURITY",
+        "DEFAULT",
+        "COMPONENTS",
+    ];
     if !HIVES.contains(&hive.as_str()) {
         bail!("{path}: unknown hive {hive} (one of {})", HIVES.join(", "));
     }
@@ -946,10 +961,12 @@ fn parse_data(ty: ValueType, data: &[String]) -> Result<(u32, Vec<u8>)> {
     };
     let num = |s: &str| -> Result<u64> {
         let s = s.trim();
-        Ok(match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-            Some(h) => u64::from_str_radix(h, 16)?,
-            None => s.parse()?,
-        })
+        Ok(
+            match s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+                Some(h) => u64::from_str_radix(h, 16)?,
+                None => s.parse()?,
+            },
+        )
     };
     Ok(match ty {
         ValueType::Sz => (t::SZ, hivetool::hive::encode_sz(one()?)),
@@ -990,12 +1007,33 @@ fn reg(a: Reg) -> Result<u8> {
             name,
             ty,
             data,
+            data_file,
             dry_run,
             replace_journal,
         } => {
             let (hive, key) = split_reg_path(path)?;
-            let (t, bytes) = parse_data(*ty, data)?;
-            let name = if name == "@" { String::new() } else { name.clone() };
+            let (t, bytes) = match data_file {
+                Some(f) => {
+                    let raw =
+                        std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
+                    match ty {
+                        ValueType::Binary => (hivetool::hive::reg_type::BINARY, raw),
+                        _ => parse_data(
+                            *ty,
+                            &[String::from_utf8(raw)
+                                .map_err(|_| anyhow!("{}: not UTF-8 text", f.display()))?
+                                .trim_end_matches(['\r', '\n'])
+                                .to_string()],
+                        )?,
+                    }
+                }
+                None => parse_data(*ty, data)?,
+            };
+            let name = if name == "@" {
+                String::new()
+            } else {
+                name.clone()
+            };
             (
                 hive,
                 vec![RegOp::SetValue {
@@ -1103,7 +1141,13 @@ fn reg_view(img: &WindowsImage, hive_name: &str, replay: bool) -> Result<Vec<u8>
     }
 }
 
-fn reg_get(img: &WindowsImage, path: &str, name: Option<&str>, json: bool, replay: bool) -> Result<u8> {
+fn reg_get(
+    img: &WindowsImage,
+    path: &str,
+    name: Option<&str>,
+    json: bool,
+    replay: bool,
+) -> Result<u8> {
     let (hive_name, key_path) = split_reg_path(path)?;
     let bytes = reg_view(img, &hive_name, replay)?;
     let hive = hivetool::Hive::open(&bytes)?;

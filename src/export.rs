@@ -164,7 +164,10 @@ mod tests {
 
     #[test]
     fn complement_of_used() {
-        assert_eq!(complement(0..100, &[10..20, 15..30, 90..120]), [0..10, 30..90]);
+        assert_eq!(
+            complement(0..100, &[10..20, 15..30, 90..120]),
+            [0..10, 30..90]
+        );
         assert_eq!(complement(0..10, &[]), [0..10]);
         assert!(complement(0..10, &[0..10]).is_empty());
     }

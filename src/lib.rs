@@ -3,8 +3,8 @@
 #![deny(missing_docs)]
 
 pub mod error;
+pub mod export;
 pub mod image;
 pub mod plan;
 pub mod prepare;
 pub mod windows;
-pub mod export;

@@ -10,7 +10,11 @@ use clap::Parser;
 
 /// FILETIME for `SOURCE_DATE_EPOCH`, if set (reproducible output).
 pub(crate) fn clock() -> Option<u64> {
-    let secs: u64 = std::env::var("SOURCE_DATE_EPOCH").ok()?.trim().parse().ok()?;
+    let secs: u64 = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     Some((secs + 11_644_473_600) * 10_000_000)
 }
 
@@ -19,8 +23,7 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            if e
-                .chain()
+            if e.chain()
                 .filter_map(|c| c.downcast_ref::<std::io::Error>())
                 .any(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
             {

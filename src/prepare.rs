@@ -382,6 +382,16 @@ pub fn prepare(img: &WindowsImage, hive: &HiveFile, opts: &PrepareOptions) -> Re
     let (working, replay) = recover_hive(hive, opts.replay_logs)?;
     let view = Hive::open(&working).map_err(|e| anyhow!("{}: {e}", hive.path))?;
     let p = plan::plan(&view, &opts.plan)?;
+    // Blockers that make the image unbootable whatever we edit: refuse before writing.
+    for b in &p.blockers {
+        let reason = match b.kind {
+            plan::BlockerKind::NoIscsiPrt => Refusal::NoIscsiPrt,
+            plan::BlockerKind::NoBootNic => Refusal::NoBootNic,
+            plan::BlockerKind::MissingService => Refusal::MissingService,
+            plan::BlockerKind::BlockingFilter => continue,
+        };
+        return Err(Refused::new(reason, b.message.clone()).into());
+    }
     let ops: Vec<RegOp> = p.changes.iter().map(|c| c.op.clone()).collect();
     let edit = edit_hive(hive, working, replay, &ops, opts.clock)?;
     Ok(Prepared {
@@ -414,7 +424,10 @@ pub struct HiveEdit {
 
 /// Replays `hive`'s logs if it is dirty (refusing when `replay_logs` is false); returns the
 /// working bytes (same length as the file) and the replay summary.
-pub fn recover_hive(hive: &HiveFile, replay_logs: bool) -> Result<(Vec<u8>, Option<ReplaySummary>)> {
+pub fn recover_hive(
+    hive: &HiveFile,
+    replay_logs: bool,
+) -> Result<(Vec<u8>, Option<ReplaySummary>)> {
     let base = BaseBlock::parse(&hive.bytes).map_err(|e| anyhow!("{}: {e}", hive.path))?;
     if !base.is_dirty() {
         return Ok((hive.bytes.clone(), None));
