@@ -12,8 +12,18 @@ use serde::Serialize;
 pub struct Patch {
     /// Absolute byte offset where `bytes` start.
     pub offset: u64,
-    /// The bytes to write.
+    /// The bytes to write (JSON: a lower-case hex string).
+    #[serde(serialize_with = "hex")]
     pub bytes: Vec<u8>,
+}
+
+fn hex<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    s.serialize_str(&out)
 }
 
 impl Patch {
@@ -82,5 +92,14 @@ mod tests {
         assert_eq!(buf, [0, 0, 1, 2]);
         assert_eq!(p.apply_to(&mut buf, 100), 0);
         assert_eq!(p.end(), Some(14));
+    }
+
+    #[test]
+    fn json_is_hex() {
+        let p = Patch::new(7, vec![0xAB, 0x01]);
+        assert_eq!(
+            serde_json::to_string(&p).unwrap(),
+            r#"{"offset":7,"bytes":"ab01"}"#
+        );
     }
 }

@@ -664,6 +664,25 @@ impl CopyPlan {
         out
     }
 
+    /// The plan as a job for the streaming copier ([`crate::copy::copy`]): the segments, the
+    /// output length, and the patches as output patches (no zero ranges, no hash, no sync;
+    /// set those on the returned job as needed).
+    pub fn to_copy_job(&self) -> crate::copy::CopyJob {
+        crate::copy::CopyJob {
+            segments: self
+                .segments
+                .iter()
+                .map(|s| crate::copy::Segment {
+                    src: s.src.clone(),
+                    dst: s.dst_offset,
+                })
+                .collect(),
+            output_len: self.output_len,
+            output_patches: self.patches.clone(),
+            ..crate::copy::CopyJob::default()
+        }
+    }
+
     /// Human-readable summary.
     pub fn to_text(&self) -> String {
         let mut s = String::new();

@@ -458,6 +458,34 @@ fn gpt_relocate_plan() {
 }
 
 #[test]
+fn plan_runs_through_the_streaming_copier() {
+    use diskimg::copy::{copy_reader, Output};
+    for (name, fix) in [
+        ("gptwin", GptFix::Relocate),
+        ("gpt4k", GptFix::Relocate),
+        ("gptwin", GptFix::KeepBackup),
+    ] {
+        let img = sample(name);
+        let t = table(&img);
+        let plan = plan_copy(&img, &t, fix).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.img"), dir.path().join("b.img"));
+        execute(&plan, &img, &a);
+        let f = std::fs::File::create(&b).unwrap();
+        let rep = copy_reader(&img, &plan.to_copy_job(), Output::File(&f), &mut |_| {}).unwrap();
+        assert_eq!(
+            rep.patched_bytes,
+            plan.patches.iter().map(|p| p.len()).sum::<u64>()
+        );
+        drop(f);
+        assert!(
+            std::fs::read(&a).unwrap() == std::fs::read(&b).unwrap(),
+            "{name} {fix:?}"
+        );
+    }
+}
+
+#[test]
 fn gpt_relocate_from_prefix_copy() {
     // The image itself is already a bare prefix (backup missing): same plan, warnings only.
     let full = sample("gptwin");
