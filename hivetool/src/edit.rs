@@ -1002,11 +1002,12 @@ impl Editor {
             self.wr(leaf.off, 0, &b)?;
             return Ok(leaf.off);
         }
-        let off = self.alloc(b.len(), &b)?;
+        // Free first (the content is in `b`), so the old cell and its free neighbours can
+        // be reused: this matters in fixed-size hives. Rollback restores it on failure.
         if leaf.off != NIL {
             self.free_cell(leaf.off)?;
         }
-        Ok(off)
+        self.alloc(b.len(), &b)
     }
 
     /// Position to insert `units` into a sorted leaf (error on a duplicate).
@@ -1370,6 +1371,10 @@ impl Editor {
             }
             None => None,
         };
+        // Free the old data first so its space (and free neighbours) can take the new data.
+        if let (Some((_, st, osize)), None) = (old, reuse) {
+            self.free_storage(st, osize)?;
+        }
         let (size_field, data_field) = if data.len() <= 4 {
             let mut b = [0u8; 4];
             b[..data.len()].copy_from_slice(data);
@@ -1381,10 +1386,7 @@ impl Editor {
             (len, self.store_data(data)?)
         };
         match old {
-            Some((vk, st, osize)) => {
-                if reuse.is_none() {
-                    self.free_storage(st, osize)?;
-                }
+            Some((vk, _, _)) => {
                 let mut f = [0u8; 12];
                 f[0..4].copy_from_slice(&size_field.to_le_bytes());
                 f[4..8].copy_from_slice(&data_field.to_le_bytes());
@@ -1436,8 +1438,8 @@ impl Editor {
             }
             let mut b = old[..count * 4].to_vec();
             b.extend_from_slice(&vk.to_le_bytes());
-            let off = self.alloc(b.len(), &b)?;
             self.free_cell(list)?;
+            let off = self.alloc(b.len(), &b)?;
             self.wr32(nk, NK_VLIST, off)?;
         }
         self.wr32(nk, NK_VALUES, (count + 1) as u32)
