@@ -845,6 +845,21 @@ fn ebr_loop_and_backward_link() {
             .count(),
         1
     );
+    // The second EBR inside the first logical partition.
+    let mut img = base.clone();
+    let first_logical = 28672u64;
+    img.write(
+        e[0] * 512 + 446 + 16 + 8,
+        &((first_logical + 100 - ext) as u32).to_le_bytes(),
+    );
+    let t = table(&img);
+    assert!(
+        t.errors()
+            .any(|i| i.kind == IssueKind::Overlap
+                && i.message.contains("inside logical partition 5")),
+        "{:?}",
+        t.issues
+    );
     // Missing EBR signature.
     let mut img = base;
     img.sector_mut(e[1] * 512)[510] = 0;

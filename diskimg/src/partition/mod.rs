@@ -933,6 +933,20 @@ fn read_ebr_chain(
             );
             break;
         }
+        if let Some(p) = parts
+            .iter()
+            .find(|p| p.role == Role::Logical && p.start_lba <= next && next < p.end_lba())
+        {
+            issues.error(
+                IssueKind::Overlap,
+                format!(
+                    "EBR at LBA {next} lies inside logical partition {} (LBAs {}..{})",
+                    p.index,
+                    p.start_lba,
+                    p.end_lba()
+                ),
+            );
+        }
         if next <= ebr {
             issues.warn(
                 IssueKind::EbrBackward,
