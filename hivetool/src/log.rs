@@ -546,7 +546,7 @@ impl Scanned<'_> {
 }
 
 /// Most problems [`check_bins`] reports before it stops.
-const MAX_BIN_PROBLEMS: usize = 8;
+pub const MAX_BIN_PROBLEMS: usize = 8;
 
 /// Walks the hive-bins headers of a (replayed) image and describes what is wrong: missing
 /// `hbin` signature, wrong offset field, size not a multiple of 4096 or reaching past

@@ -907,3 +907,29 @@ fn huge_size_in_a_dirty_primary_does_not_allocate() {
         .iter()
         .any(|n| n.contains("shorter than the hive bins size")));
 }
+
+#[test]
+fn old_format_dual_logs_pick_the_matching_one() {
+    let primary = hive(5, 4, "ROOT");
+    let mut img_a = base_block(5, 5, 4096, 0);
+    img_a.extend_from_slice(&hbin(0, 4096, Some("FROM_A")));
+    let mut img_b = base_block(5, 5, 4096, 0);
+    img_b.extend_from_slice(&hbin(0, 4096, Some("FROM_B")));
+    let all: Vec<usize> = (0..8).collect();
+    // LOG1 from another flush (other timestamp), LOG2 matches the primary
+    let log1 = dirt_log(&img_a, 5, TS - 10, &all);
+    let log2 = dirt_log(&img_b, 5, TS, &all);
+    let r = replay(&primary, &[("LOG1", &log1), ("LOG2", &log2)]).unwrap();
+    assert_eq!(r.applied.len(), 1);
+    assert_eq!(r.applied[0].log, "LOG2");
+    assert_eq!(hbins_of(&r.data), hbins_of(&img_b));
+    // new-format logs win over old-format ones
+    let hv = new_log(
+        4,
+        4096,
+        &[hvle_entry(4, 4096, 0, &[(0, &page0("NEWFMT"))]).unwrap()],
+    );
+    let r = replay(&primary, &[("LOG1", &log2), ("LOG2", &hv)]).unwrap();
+    assert_eq!(r.format, LogFormat::New);
+    assert_eq!(hbins_of(&r.data), &page0("NEWFMT")[..]);
+}
