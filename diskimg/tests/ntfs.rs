@@ -803,7 +803,9 @@ fn big_image(dir: &Path) -> PathBuf {
             "--table",
             "none",
             "--size",
-            "64",
+            "48",
+            "--cluster-size",
+            "512",
             "--put",
             &format!("{sys}:Windows/System32/config/SYSTEM"),
             "--fragment",
@@ -890,20 +892,25 @@ fn interop_in_place_write_changes_only_the_file() {
     }
     let copy = dir.path().join("edited.img");
     std::fs::write(&copy, &img).unwrap();
-    // block diff: every changed 4 KiB block lies inside the file's extents
+    // block diff at cluster grain: every changed block lies inside the file's extents
+    let blk = v.cluster_size();
     let inside = |b: u64| {
         pieces
             .iter()
-            .any(|&(d, n)| b * 4096 >= d && (b + 1) * 4096 <= d + n)
+            .any(|&(d, n)| b * blk >= d && (b + 1) * blk <= d + n)
     };
     let mut changed = 0;
-    for (i, (a, b)) in orig.chunks(4096).zip(img.chunks(4096)).enumerate() {
+    for (i, (a, b)) in orig
+        .chunks(blk as usize)
+        .zip(img.chunks(blk as usize))
+        .enumerate()
+    {
         if a != b {
             changed += 1;
             assert!(inside(i as u64), "block {i} outside the extents changed");
         }
     }
-    assert_eq!(changed as u64, fx.data_size / 4096);
+    assert_eq!(changed as u64, fx.data_size / blk);
     assert!(ntfscat(&copy, "Windows/System32/config/SYSTEM") == new);
     let o = Command::new("ntfsfix")
         .arg("-n")

@@ -48,6 +48,10 @@ pub const MAX_INDEX_ENTRIES_PER_NODE: usize = 65_536;
 pub const MAX_PATH_COMPONENTS: usize = 256;
 /// Largest `$Bitmap` read by [`Volume::used_clusters`] (bytes; 1 GiB covers 32 TiB at 4 KiB).
 pub const MAX_BITMAP_LEN: u64 = 1024 * 1024 * 1024;
+/// Most attributes collected for one file (base plus extension records).
+pub const MAX_ATTRS_PER_FILE: usize = 65_536;
+/// Largest VCN accepted (so that `vcn * cluster_size` never overflows: 2^64 / 2 MiB).
+pub const MAX_VCN: u64 = u64::MAX / MAX_CLUSTER_SIZE;
 
 /// Attribute type codes used here.
 pub mod attr_type {
@@ -207,6 +211,12 @@ pub fn decode_runs(
     let mut pos = 0usize;
     let mut vcn = first_vcn;
     let mut lcn: i64 = 0;
+    if first_vcn > MAX_VCN {
+        return Err(ntfs_err(
+            offset,
+            format!("lowest VCN {first_vcn} out of range"),
+        ));
+    }
     while let Some(&hdr) = pairs.get(pos) {
         if hdr == 0 {
             return Ok(());
@@ -269,7 +279,8 @@ pub fn decode_runs(
         });
         vcn = vcn
             .checked_add(run_len)
-            .ok_or_else(|| ntfs_err(offset, "VCN overflow"))?;
+            .filter(|&v| v <= MAX_VCN)
+            .ok_or_else(|| ntfs_err(offset + pos as u64, format!("VCN beyond {MAX_VCN}")))?;
         pos += 1 + len_bytes + off_bytes;
     }
     Err(ntfs_err(offset, "mapping pairs not terminated"))
@@ -432,6 +443,20 @@ impl FileExtents {
             }
         }
         Ok(())
+    }
+
+    /// The same stream cut to its first `len` bytes (for reading headers).
+    pub fn prefix(&self, len: u64) -> FileExtents {
+        let mut fx = self.clone();
+        if fx.data_size > len {
+            fx.data_size = len;
+            fx.valid_data_length = fx.valid_data_length.min(len);
+            fx.extents.retain(|e| e.file_offset < len);
+            if let Some(last) = fx.extents.last_mut() {
+                last.len = last.len.min(len - last.file_offset);
+            }
+        }
+        fx
     }
 
     /// `check_editable` for the whole file.
@@ -1094,6 +1119,7 @@ impl<R: ReadAt> Volume<R> {
             }
         };
         let mut extensions: Vec<u64> = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
         let mut pos = 0usize;
         while pos + 0x1A <= list_bytes.len() {
             let rec_len = le16(&list_bytes, pos + 4).unwrap_or(0) as usize;
@@ -1104,7 +1130,7 @@ impl<R: ReadAt> Volume<R> {
                 ));
             }
             let r = le64(&list_bytes, pos + 0x10).unwrap_or(0) & 0x0000_FFFF_FFFF_FFFF;
-            if r != n && !extensions.contains(&r) {
+            if r != n && seen.insert(r) {
                 if extensions.len() >= MAX_EXTENSION_RECORDS {
                     return Err(ntfs_err(list.offset, "too many extension records"));
                 }
@@ -1125,6 +1151,12 @@ impl<R: ReadAt> Volume<R> {
                 ));
             }
             attrs.extend(self.parse_record_attrs(&ebuf, r, eoff)?);
+            if attrs.len() > MAX_ATTRS_PER_FILE {
+                return Err(ntfs_err(
+                    eoff,
+                    format!("file {n} has more than {MAX_ATTRS_PER_FILE} attributes"),
+                ));
+            }
         }
         Ok(attrs)
     }
@@ -1359,15 +1391,7 @@ impl<R: ReadAt> Volume<R> {
 
     /// Reads the first `len` bytes (or fewer, if the file is shorter) of file `n`.
     pub fn read_file_prefix(&self, n: u64, len: u64) -> Result<Vec<u8>> {
-        let mut fx = self.data_extents(n)?;
-        if fx.data_size > len {
-            fx.data_size = len;
-            fx.valid_data_length = fx.valid_data_length.min(len);
-            fx.extents.retain(|e| e.file_offset < len);
-            if let Some(last) = fx.extents.last_mut() {
-                last.len = last.len.min(len - last.file_offset);
-            }
-        }
+        let fx = self.data_extents(n)?.prefix(len);
         let mut v = self.read_extents(&fx, len)?;
         v.truncate(len as usize);
         Ok(v)
@@ -1386,7 +1410,7 @@ impl<R: ReadAt> Volume<R> {
                 format!("$Bitmap has {} bytes, {need} needed", fx.data_size),
             ));
         }
-        let bm = self.read_extents(&fx, MAX_BITMAP_LEN)?;
+        let bm = self.read_extents(&fx.prefix(need), MAX_BITMAP_LEN)?;
         let mut out: Vec<Range<u64>> = Vec::new();
         let mut start: Option<u64> = None;
         let total = self.total_clusters;
