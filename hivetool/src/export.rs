@@ -364,6 +364,7 @@ mod tests {
         let mut l = String::new();
         regedit_data(&mut l, 1, b"a\0");
         assert_eq!(l, "hex(1):61,00");
-        assert_eq!(clean_sz(b"a\0\0\0"), None);
+        assert_eq!(clean_sz(b"a\0\0\0"), Some("a".into()));
+        assert_eq!(clean_sz(b"a\0\0\0\0\0"), None);
     }
 }

@@ -291,10 +291,13 @@ impl RawName<'_> {
     /// The name as a Rust string (unpaired surrogates become U+FFFD).
     pub fn to_string_lossy(&self) -> String {
         match self {
-            RawName::Latin1(b) => b.iter().map(|&c| char::from(c)).collect(),
-            RawName::Utf16(_) => char::decode_utf16(self.units())
-                .map(|r| r.unwrap_or('\u{FFFD}'))
-                .collect(),
+            RawName::Latin1(b) if b.is_ascii() => ascii_string(b.to_vec()),
+            RawName::Latin1(b) => {
+                let mut s = String::with_capacity(b.len() * 2);
+                s.extend(b.iter().map(|&c| char::from(c)));
+                s
+            }
+            RawName::Utf16(b) => utf16_lossy(b),
         }
     }
 
@@ -910,29 +913,48 @@ pub enum Data {
 /// Decodes UTF-16LE string data the way regedit shows it: up to the first NUL; an odd trailing
 /// byte is ignored; unpaired surrogates become U+FFFD.
 pub fn utf16_string(bytes: &[u8]) -> String {
-    let units: Vec<u16> = bytes
+    let end = bytes
         .chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
-        .take_while(|&u| u != 0)
-        .collect();
-    widestring::Utf16Str::from_slice(&units)
-        .map(|s| s.to_string())
-        .unwrap_or_else(|_| String::from_utf16_lossy(&units))
+        .position(|c| c == [0, 0])
+        .unwrap_or(bytes.len() / 2);
+    utf16_lossy(&bytes[..end * 2])
+}
+
+/// Bytes known to be ASCII as a `String` (no panic path: falls back to lossy).
+fn ascii_string(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
+/// UTF-16LE bytes (odd trailing byte ignored) to a `String`, unpaired surrogates → U+FFFD.
+/// Fast path for ASCII, the common case in real hives.
+fn utf16_lossy(bytes: &[u8]) -> String {
+    let pairs = bytes.chunks_exact(2);
+    if pairs.clone().all(|c| c[1] == 0 && c[0] < 0x80) {
+        return ascii_string(pairs.map(|c| c[0]).collect());
+    }
+    let mut s = String::with_capacity(bytes.len());
+    s.extend(
+        char::decode_utf16(pairs.map(|c| u16::from_le_bytes([c[0], c[1]])))
+            .map(|r| r.unwrap_or('\u{FFFD}')),
+    );
+    s
 }
 
 /// Decodes REG_MULTI_SZ data: NUL-separated strings ending at an empty string or at the end
 /// (a missing terminator is tolerated); an odd trailing byte is ignored.
 pub fn multi_sz(bytes: &[u8]) -> Vec<String> {
-    let units: Vec<u16> = bytes
-        .chunks_exact(2)
-        .map(|c| u16::from_le_bytes([c[0], c[1]]))
-        .collect();
     let mut out = Vec::new();
-    for s in units.split(|&u| u == 0) {
-        if s.is_empty() {
+    let mut rest = &bytes[..bytes.len() & !1];
+    while !rest.is_empty() {
+        let end = rest
+            .chunks_exact(2)
+            .position(|c| c == [0, 0])
+            .unwrap_or(rest.len() / 2);
+        if end == 0 {
             break;
         }
-        out.push(String::from_utf16_lossy(s));
+        out.push(utf16_lossy(&rest[..end * 2]));
+        rest = rest.get(end * 2 + 2..).unwrap_or(&[]);
     }
     out
 }
