@@ -111,6 +111,8 @@ pub struct Editor {
     seq: u32,
     /// (offset, size) of each bin, relative to the hive bins, in order.
     bins: Vec<(u32, u32)>,
+    /// Index into `bins` of the bin holding each 4 KiB page of the hive bins.
+    page_bin: Vec<u32>,
     /// Free cells: offset → size.
     free: BTreeMap<u32, u32>,
     /// The same free cells ordered by (size, offset), for best-fit allocation.
@@ -265,6 +267,7 @@ impl Editor {
             root: base.root,
             seq: base.seq1.max(base.seq2),
             bins: Vec::new(),
+            page_bin: Vec::new(),
             free: BTreeMap::new(),
             by_size: BTreeSet::new(),
             pages: (0..pages).map(|_| None).collect(),
@@ -508,6 +511,7 @@ impl Editor {
             root: self.root,
             seq: self.seq,
             bins: self.bins.clone(),
+            page_bin: self.page_bin.clone(),
             free: BTreeMap::new(),
             by_size: BTreeSet::new(),
             pages: self.pages.clone(),
@@ -625,7 +629,9 @@ impl Editor {
                     self.by_size.insert((size, off));
                 }
                 Undo::BinPushed => {
-                    self.bins.pop();
+                    if let Some((off, _)) = self.bins.pop() {
+                        self.page_bin.truncate((off / PAGE) as usize);
+                    }
                 }
                 Undo::Len(len) => self.data.truncate(len),
             }
@@ -716,16 +722,23 @@ impl Editor {
                 }
                 c += len;
             }
-            self.bins.push((pos, size));
+            self.push_bin(pos, size);
             pos = end;
         }
         Ok(())
     }
 
+    fn push_bin(&mut self, off: u32, size: u32) {
+        let idx = self.bins.len() as u32;
+        self.bins.push((off, size));
+        self.page_bin
+            .extend(std::iter::repeat_n(idx, (size / PAGE) as usize));
+    }
+
     fn bin_of(&self, off: u32) -> Option<(u32, u32)> {
-        let i = self.bins.partition_point(|b| b.0 <= off);
-        let b = *self.bins.get(i.checked_sub(1)?)?;
-        (off < b.0 + b.1).then_some(b)
+        let i = *self.page_bin.get((off / PAGE) as usize)?;
+        let b = *self.bins.get(i as usize)?;
+        (off >= b.0 && off < b.0 + b.1).then_some(b)
     }
 
     /// Data range (file offsets) of the allocated cell at `off`.
@@ -839,7 +852,7 @@ impl Editor {
             self.set_size_field(off + need, rest as i32);
             self.free_insert(off + need, rest);
         }
-        self.bins.push((hbins, size));
+        self.push_bin(hbins, size);
         self.undo.push(Undo::BinPushed);
         self.write(base::off::HBINS_SIZE, &(new_total as u32).to_le_bytes());
         Ok(off)

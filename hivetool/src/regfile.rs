@@ -20,6 +20,8 @@
 //!
 //! Key paths: see [`strip_root`] for how the part naming the hive itself is removed.
 
+use std::collections::HashMap;
+
 use crate::edit::Editor;
 use crate::error::{Error, Result};
 use crate::hive::{encode_sz, reg_type};
@@ -472,6 +474,9 @@ pub fn strip_root(path: &str, prefix: Option<&str>, line: usize) -> Result<Strin
 pub fn apply(ed: &mut Editor, file: &RegFile, opts: &ImportOptions) -> Result<ImportStats> {
     let mut stats = ImportStats::default();
     let mut cur: Option<(String, u32)> = None;
+    // Offsets of keys created or found so far (upper-cased relative path → nk), so that a
+    // key's parent is not looked up from the root again; cleared when a key is deleted.
+    let mut known: HashMap<Vec<u16>, u32> = HashMap::new();
     let wrap = |line: usize, e: Error| match e {
         Error::NoSpace { .. } | Error::Corrupt { .. } | Error::RegSyntax { .. } => e,
         other => syntax(line, other.to_string()),
@@ -480,13 +485,24 @@ pub fn apply(ed: &mut Editor, file: &RegFile, opts: &ImportOptions) -> Result<Im
         match op {
             RegOp::CreateKey { path, line } => {
                 let rel = strip_root(path, opts.prefix.as_deref(), *line)?;
-                let off = ed.create_key(&rel).map_err(|e| wrap(*line, e))?;
+                let rel = rel.trim_matches('\\');
+                let parent = rel
+                    .rsplit_once('\\')
+                    .and_then(|(p, name)| Some((*known.get(&upper(p))?, name)))
+                    .filter(|(_, name)| !name.is_empty());
+                let off = match parent {
+                    Some((p, name)) => ed.create_subkey_at(p, name),
+                    None => ed.create_key(rel),
+                }
+                .map_err(|e| wrap(*line, e))?;
+                known.insert(upper(rel), off);
                 cur = Some((path.clone(), off));
                 stats.keys += 1;
             }
             RegOp::DeleteKey { path, line } => {
                 let rel = strip_root(path, opts.prefix.as_deref(), *line)?;
                 cur = None;
+                known.clear();
                 if rel.split('\\').all(|p| p.is_empty()) {
                     return Err(syntax(*line, "the hive root cannot be deleted"));
                 }
@@ -515,6 +531,10 @@ pub fn apply(ed: &mut Editor, file: &RegFile, opts: &ImportOptions) -> Result<Im
         }
     }
     Ok(stats)
+}
+
+fn upper(path: &str) -> Vec<u16> {
+    path.encode_utf16().map(upcase::upcase_unit).collect()
 }
 
 fn current_key(

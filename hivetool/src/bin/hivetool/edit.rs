@@ -61,6 +61,42 @@ pub struct EditOpts {
     /// Print the changed byte ranges.
     #[arg(short, long)]
     pub verbose: bool,
+    /// Print how long each phase took (read, open, edit, commit, save) to standard error.
+    #[arg(long)]
+    pub timings: bool,
+}
+
+/// Phase timer for `--timings`.
+struct Timer {
+    on: bool,
+    last: std::time::Instant,
+    phases: Vec<(&'static str, std::time::Duration)>,
+}
+
+impl Timer {
+    fn new(on: bool) -> Timer {
+        Timer {
+            on,
+            last: std::time::Instant::now(),
+            phases: Vec::new(),
+        }
+    }
+    fn lap(&mut self, name: &'static str) {
+        let now = std::time::Instant::now();
+        self.phases.push((name, now - self.last));
+        self.last = now;
+    }
+    fn report(&self) {
+        if !self.on {
+            return;
+        }
+        let parts: Vec<String> = self
+            .phases
+            .iter()
+            .map(|(n, d)| format!("{n} {:.3} ms", d.as_secs_f64() * 1000.0))
+            .collect();
+        eprintln!("timings: {}", parts.join(", "));
+    }
 }
 
 /// Value types accepted by `set --type`.
@@ -306,16 +342,20 @@ impl EditCommand {
 }
 
 fn import(a: ImportArgs, out: &mut dyn Write) -> Result<Status> {
+    let mut timer = Timer::new(a.opts.timings);
     let text = fs::read(&a.reg).with_context(|| format!("reading {}", a.reg.display()))?;
     let file = regfile::parse(&text).with_context(|| format!("parsing {}", a.reg.display()))?;
     let opts = ImportOptions {
         prefix: a.prefix.clone(),
     };
     if a.create && !a.opts.file.exists() {
+        timer.lap("read+parse");
         let mut ed = Editor::new_empty(a.minor)?;
         let stats = regfile::apply(&mut ed, &file, &opts)
             .with_context(|| format!("importing {}", a.reg.display()))?;
+        timer.lap("import");
         let commit = ed.commit(0)?;
+        timer.lap("commit");
         writeln!(
             out,
             "new hive: {} keys, {} values from {}",
@@ -327,6 +367,7 @@ fn import(a: ImportArgs, out: &mut dyn Write) -> Result<Status> {
             writeln!(out, "dry run: {} not written", a.opts.file.display())?;
         } else {
             write_new(&a.opts.file, &commit.data)?;
+            timer.lap("save");
             writeln!(
                 out,
                 "created {} ({} bytes)",
@@ -334,6 +375,7 @@ fn import(a: ImportArgs, out: &mut dyn Write) -> Result<Status> {
                 commit.data.len()
             )?;
         }
+        timer.report();
         return Ok(Status::Ok);
     }
     let reg_name = a.reg.display().to_string();
@@ -355,6 +397,7 @@ fn edit_file(
     out: &mut dyn Write,
     f: impl FnOnce(&mut Editor) -> Result<()>,
 ) -> Result<Status> {
+    let mut timer = Timer::new(o.timings);
     let bytes = fs::read(&o.file).with_context(|| format!("reading {}", o.file.display()))?;
     let logs = hivetool::log::read_logs_beside(&o.file)
         .with_context(|| format!("looking for logs beside {}", o.file.display()))?;
@@ -368,6 +411,10 @@ fn edit_file(
         Growth::Growable
     };
     let base = hivetool::BaseBlock::parse(&bytes)?;
+    // The highest sequence number in the hive and its logs (regf.md §10 rule 3).
+    let max_seq = hivetool::log::max_sequence(&bytes, &log_refs);
+    let old_len = bytes.len();
+    timer.lap("read");
     let mut ed = if base.is_dirty() && o.replay_logs {
         let r = hivetool::log::replay(&bytes, &log_refs)?;
         for n in &r.notes {
@@ -382,7 +429,7 @@ fn edit_file(
         )?;
         Editor::open_recovered(r.data, growth)?
     } else {
-        match Editor::open(bytes.clone(), growth) {
+        match Editor::open(bytes, growth) {
             Err(e @ hivetool::Error::Dirty { .. }) => {
                 return Err(anyhow::Error::new(e).context(format!(
                     "{} is dirty; pass --replay-logs to replay {} first",
@@ -400,7 +447,9 @@ fn edit_file(
             r => r?,
         }
     };
+    timer.lap("open");
     f(&mut ed)?;
+    timer.lap("edit");
     let lines = ed.describe();
     for line in lines.iter().take(MAX_DESCRIBE) {
         writeln!(out, "{line}")?;
@@ -412,9 +461,9 @@ fn edit_file(
             lines.len() - MAX_DESCRIBE
         )?;
     }
-    let max_seq = hivetool::log::max_sequence(&bytes, &log_refs);
     let commit = ed.commit(max_seq.wrapping_add(1))?;
-    report_commit(o, out, &commit, bytes.len())?;
+    timer.lap("commit");
+    report_commit(o, out, &commit, old_len)?;
     if !logs.is_empty() {
         writeln!(
             out,
@@ -431,8 +480,10 @@ fn edit_file(
         writeln!(out, "dry run: {} not written", o.file.display())?;
     } else {
         save_replace(&o.file, &commit.data)?;
+        timer.lap("save");
         writeln!(out, "saved {}", o.file.display())?;
     }
+    timer.report();
     Ok(Status::Ok)
 }
 
