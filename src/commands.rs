@@ -178,10 +178,10 @@ fn copy_out(
     let mut bar = progress_bar();
     let report = match open_output(output, c.output_offset)? {
         Out::Stdout => {
-            let stdout = std::io::stdout();
-            let mut lock = stdout.lock();
-            let r = export::run(disk, &job, Target::Stream(&mut lock), &mut bar)?;
-            lock.flush()?;
+            // A File on a duplicate of fd 1: no line buffering for binary data.
+            let mut f = diskimg::copy::stdout_file()?;
+            let r = export::run(disk, &job, Target::Stream(&mut f), &mut bar)?;
+            f.flush()?;
             r
         }
         Out::File(f) => export::run(disk, &job, Target::File(&f), &mut bar)?,

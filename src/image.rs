@@ -170,7 +170,25 @@ impl WindowsImage {
             );
         };
         if !bitlocker.is_empty() && opts.partition.is_none() {
-            // A BitLocker data partition beside Windows: Windows itself is readable; say so.
+            // The encrypted partition may be the Windows that boots (the one found could be a
+            // second installation or a recovery copy): make the user say which one is meant.
+            return Err(Refused::new(
+                Refusal::BitLocker,
+                format!(
+                    "{}: partition {} is encrypted with BitLocker; the Windows found on \
+                     partition {} may not be the one that boots. Pass --partition {} to prepare \
+                     it anyway, or decrypt the other partition first",
+                    path.display(),
+                    bitlocker
+                        .iter()
+                        .map(u32::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    partition.index,
+                    partition.index
+                ),
+            )
+            .into());
         }
         Ok(WindowsImage {
             path,
