@@ -1136,16 +1136,25 @@ impl Editor {
     }
 
     /// Splits an over-full leaf in two halves: the first keeps the leaf's cell.
+    ///
+    /// In 1.3/1.4 hives the halves become `li` leaves (Windows does the same: yarp's
+    /// `ManySubkeysHive`, written by Windows, has an `ri` over `li` leaves where the key
+    /// started with an `lf`); in 1.5+ hives they stay `lh` (as in offreg's 512-subkey key).
     fn split_leaf(&mut self, leaf: Leaf) -> Result<(u32, u32)> {
         let half = leaf.entries.len() / 2;
+        let kind = if self.minor < 5 && leaf.kind == ListKind::Lf {
+            ListKind::Li
+        } else {
+            leaf.kind
+        };
         let first = Leaf {
             off: leaf.off,
-            kind: leaf.kind,
+            kind,
             entries: leaf.entries[..half].to_vec(),
         };
         let second = Leaf {
             off: NIL,
-            kind: leaf.kind,
+            kind,
             entries: leaf.entries[half..].to_vec(),
         };
         let a = self.write_leaf(&first)?;
