@@ -232,6 +232,11 @@ impl Bitmap {
     }
 }
 
+/// A subkey-list element: (nk offset, (leaf kind, hint/hash), leaf offset).
+type Entry = (u32, Option<(ListKind, u32)>, u32);
+/// A key waiting to be visited: (nk offset, expected parent or NIL, depth, referrer).
+type Pending = (u32, u32, u32, u32);
+
 struct Checker<'h, 'a> {
     hive: &'h Hive<'a>,
     bins: &'a [u8],
@@ -475,20 +480,13 @@ impl<'a> Checker<'_, 'a> {
     fn walk(&mut self) {
         let root = self.hive.base_block().root;
         // (nk offset, parent offset or NIL for the root, depth, referrer)
-        let mut stack: Vec<(u32, u32, u32, u32)> = vec![(root, NIL, 0, 36)];
+        let mut stack: Vec<Pending> = vec![(root, NIL, 0, 36)];
         while let Some((off, parent, depth, from)) = stack.pop() {
             self.key(off, parent, depth, from, &mut stack);
         }
     }
 
-    fn key(
-        &mut self,
-        off: u32,
-        parent: u32,
-        depth: u32,
-        from: u32,
-        stack: &mut Vec<(u32, u32, u32, u32)>,
-    ) {
+    fn key(&mut self, off: u32, parent: u32, depth: u32, from: u32, stack: &mut Vec<Pending>) {
         let Some(nk) = self.follow(off, from, "key") else {
             return;
         };
@@ -766,7 +764,7 @@ impl<'a> Checker<'_, 'a> {
         }
     }
 
-    fn subkeys(&mut self, key: &crate::Key<'a>, depth: u32, stack: &mut Vec<(u32, u32, u32, u32)>) {
+    fn subkeys(&mut self, key: &crate::Key<'a>, depth: u32, stack: &mut Vec<Pending>) {
         let off = key.offset();
         let count = key.subkey_count();
         let list_off = key.subkey_list_offset();
@@ -782,7 +780,7 @@ impl<'a> Checker<'_, 'a> {
             return;
         }
         // Collect the leaf entries (through one ri level).
-        let mut entries: Vec<(u32, Option<(ListKind, u32)>, u32)> = Vec::new();
+        let mut entries: Vec<Entry> = Vec::new();
         let Some(top) = self.list(list_off, off) else {
             return;
         };
@@ -1064,7 +1062,7 @@ impl<'a> Checker<'_, 'a> {
     }
 }
 
-fn push_entries(list: &SubkeyList<'_>, out: &mut Vec<(u32, Option<(ListKind, u32)>, u32)>) {
+fn push_entries(list: &SubkeyList<'_>, out: &mut Vec<Entry>) {
     for i in 0..list.len() {
         if let Some((o, h)) = list.get(i) {
             out.push((o, h.map(|h| (list.kind, h)), list.offset));

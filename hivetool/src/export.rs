@@ -289,7 +289,7 @@ fn push_hex_list(line: &mut String, data: &[u8]) {
 /// A `REG_SZ` that regedit can show as text: even length, exactly one terminating NUL at the
 /// end, no other NUL, no CR/LF, valid UTF-16.
 fn clean_sz(data: &[u8]) -> Option<String> {
-    if data.len() < 2 || data.len() % 2 != 0 {
+    if data.len() < 2 || !data.len().is_multiple_of(2) {
         return None;
     }
     let units: Vec<u16> = data
