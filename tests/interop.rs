@@ -545,6 +545,36 @@ fn interop_refuse_missing_nic_service() {
     expect_refusal(&img, 20, &[]);
 }
 
+/// `reg set HKLM\SYSTEM\Fill NAME` with `size` bytes of REG_BINARY (from a file).
+fn set_fill(img: &Path, dir: &Path, name: &str, size: usize, dry: bool) -> i32 {
+    let f = dir.join("fill.bin");
+    let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8 | 1).collect();
+    std::fs::write(&f, data).expect("write fill");
+    let mut a = vec![
+        "reg",
+        s(img),
+        "set",
+        "HKLM\\SYSTEM\\Fill",
+        name,
+        "--type",
+        "binary",
+        "--replace-journal",
+        "--data-file",
+        s(&f),
+    ];
+    if dry {
+        a.push("--dry-run");
+    }
+    let r = imgprep(&a);
+    assert!(
+        r.code == 0 || r.code == 16,
+        "reg set: exit {}: {}",
+        r.code,
+        r.stderr
+    );
+    r.code
+}
+
 #[test]
 fn interop_refuse_no_space_in_hive() {
     if !interop("interop_refuse_no_space_in_hive") {
@@ -552,64 +582,37 @@ fn interop_refuse_no_space_in_hive() {
     }
     let t = tmp();
     let img = base(t.path());
-    let key = "HKLM\\SYSTEM\\Fill";
-    // Fill the hive's free cells and slack: big values while they fit, then halve.
-    let mut size = 60_000usize;
-    let mut i = 0;
+    let hive_len = system_hive(&img, t.path()).len();
+    // Fill the hive: each round adds the largest value that still fits (binary search with
+    // --dry-run), until strip-lwf's edit no longer fits.
+    let mut hi = hive_len;
     let mut calls = 0;
-    loop {
+    for round in 0..12 {
+        let r = imgprep(&["strip-lwf", "--dry-run", s(&img)]);
         calls += 1;
-        assert!(calls < 400, "filling the hive does not converge");
-        let data = "00".repeat(size);
-        let name = format!("v{i:04}");
-        let r = imgprep(&[
-            "reg",
-            s(&img),
-            "set",
-            key,
-            &name,
-            "--type",
-            "binary",
-            "--replace-journal",
-            "--data",
-            &data,
-        ]);
-        match r.code {
-            0 => i += 1,
-            16 if size > 1 => size /= 2,
-            16 => break,
-            c => panic!("reg set: exit {c}: {}", r.stderr),
+        if r.code == 16 {
+            break;
         }
-    }
-    // And the last few bytes: values whose data lives in the value cell.
-    loop {
+        assert_eq!(r.code, 0, "dry run: {}", r.stderr);
+        let name = format!("v{round:02}");
+        let (mut lo, mut top) = (0usize, hi + 1); // lo fits (0 = nothing), top does not
+        while top - lo > 1 {
+            let mid = lo + (top - lo) / 2;
+            calls += 1;
+            if set_fill(&img, t.path(), &name, mid, true) == 0 {
+                lo = mid;
+            } else {
+                top = mid;
+            }
+        }
+        assert!(lo > 0, "nothing fits any more, yet strip-lwf's edit does");
+        assert_eq!(set_fill(&img, t.path(), &name, lo, false), 0);
         calls += 1;
-        assert!(calls < 600, "filling the hive does not converge");
-        let name = format!("d{i:04}");
-        let r = imgprep(&[
-            "reg",
-            s(&img),
-            "set",
-            key,
-            &name,
-            "--type",
-            "dword",
-            "--replace-journal",
-            "--data",
-            "1",
-        ]);
-        match r.code {
-            0 => i += 1,
-            16 => break,
-            c => panic!("reg set: exit {c}: {}", r.stderr),
-        }
+        hi = lo;
     }
-    std::fs::remove_file(journal_of(&img)).expect("rm journal");
-    eprintln!("filled the hive with {i} values in {calls} calls");
+    let _ = std::fs::remove_file(journal_of(&img));
+    eprintln!("filled the hive in {calls} calls");
     expect_refusal(&img, 16, &[]);
-    // Without the BootFlags values to create, the filter edit alone fits (it shrinks).
-    let r = imgprep(&["strip-lwf", "--dry-run", "--no-boot-start", s(&img)]);
-    assert_eq!(r.code, 0, "--no-boot-start should fit: {}", r.stderr);
 }
 
 #[test]
@@ -640,22 +643,54 @@ fn interop_refuse_pending_journal() {
     let r = imgprep(&["strip-lwf", "--no-boot-start", s(&img)]);
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(journal_of(&img).exists());
-    // The second write (the boot-start edits) must not drop the first write's undo data.
-    expect_refusal(&img, 19, &[]);
-    // reg writes obey the same rule.
     let sha1 = sha256_file(&img);
-    let r = imgprep(&[
-        "reg",
-        s(&img),
-        "set",
-        "HKLM\\SYSTEM\\Select",
-        "Failed",
-        "--type",
-        "dword",
-        "--data",
-        "0",
-    ]);
-    assert_eq!(r.code, 19, "reg set over a pending journal: {}", r.stderr);
+    // A second in-place write (the boot-start edits) must not drop the first one's undo data.
+    for args in [
+        vec!["strip-lwf", s(&img)],
+        vec!["strip-lwf", "--json", s(&img)],
+        vec![
+            "reg",
+            s(&img),
+            "set",
+            "HKLM\\SYSTEM\\Select",
+            "Failed",
+            "--type",
+            "dword",
+            "--data",
+            "0",
+        ],
+        vec![
+            "reg",
+            s(&img),
+            "delete-key",
+            "HKLM\\SYSTEM\\ControlSet001\\Services\\iScsiPrt",
+        ],
+    ] {
+        let r = imgprep(&args);
+        assert_eq!(
+            r.code,
+            19,
+            "{args:?} over a pending journal: {}{}",
+            r.out(),
+            r.stderr
+        );
+        assert_eq!(
+            sha256_file(&img),
+            sha1,
+            "{args:?} wrote over a pending journal"
+        );
+    }
+    // Read-only uses and copies are fine: check reports what is still needed.
+    let r = imgprep(&["check", "--json", s(&img)]);
+    let v = r.json();
+    assert_eq!(
+        (r.code, &v["verdict"], &v["exit_code"]),
+        (1, &"not-ready".into(), &1.into()),
+        "{v}"
+    );
+    let out = t.path().join("copy.img");
+    let r = imgprep(&["strip-lwf", s(&img), "--output", s(&out)]);
+    assert_eq!(r.code, 0, "--output beside a pending journal: {}", r.stderr);
     assert_eq!(sha256_file(&img), sha1);
     // Undo the first write: byte-identical; then the full edit goes through.
     let r = imgprep(&["undo", s(&img)]);
@@ -663,7 +698,22 @@ fn interop_refuse_pending_journal() {
     assert_eq!(sha256_file(&img), sha0);
     let r = imgprep(&["strip-lwf", s(&img)]);
     assert_eq!(r.code, 0, "{}", r.stderr);
-    // --replace-journal gives up the old undo data explicitly.
-    let r = imgprep(&["strip-lwf", "--replace-journal", "--no-pagefile", s(&img)]);
-    assert!(r.code == 0, "--replace-journal: {}{}", r.out(), r.stderr);
+    // Same registry content as the --output copy made from the half-done image.
+    assert_eq!(
+        export_of(&img, t.path()),
+        export_of(&out, t.path()),
+        "in place vs --output of the half-done image"
+    );
+    // A complete journal does not make the prepared image unsafe.
+    let r = imgprep(&["check", "--json", s(&img)]);
+    let v = r.json();
+    assert_eq!((r.code, &v["verdict"]), (0, &"ready".into()), "{v}");
+    // --replace-journal gives the old undo data up explicitly.
+    let r = imgprep(&[
+        "strip-lwf",
+        "--replace-journal",
+        "--no-auto-reboot",
+        s(&img),
+    ]);
+    assert_eq!(r.code, 0, "--replace-journal: {}{}", r.out(), r.stderr);
 }
