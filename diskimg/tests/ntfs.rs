@@ -361,6 +361,57 @@ fn preallocated_file_vdl_below_size() {
     }
 }
 
+fn compressible_text(n: usize) -> Vec<u8> {
+    let mut v = Vec::new();
+    let mut i = 0;
+    while v.len() < n {
+        v.extend_from_slice(format!("line {i:08} of a compressible file\n").as_bytes());
+        i += 1;
+    }
+    v.truncate(n);
+    v
+}
+
+#[test]
+fn compressed_file_is_refused() {
+    let img = load("gpt-4k.img.gz");
+    let v = open_last(&img);
+    let fx = v.file_extents("Windows/compressed.log").unwrap();
+    assert!(fx.is_compressed());
+    assert_eq!(fx.data_size, 200_000);
+    assert!(
+        fx.extents.iter().any(|e| e.disk_offset.is_none()),
+        "compressed units leave holes"
+    );
+    match fx.editable() {
+        Err(Error::NotEditable { reason, .. }) => {
+            assert!(reason.contains("compressed"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        v.read_extents(&fx, 1 << 20),
+        Err(Error::Ntfs { .. })
+    ));
+    assert!(fx.map_range(0..10).is_err());
+}
+
+#[test]
+fn wof_file_is_refused() {
+    let img = load("gpt-4k.img.gz");
+    let v = open_last(&img);
+    let fx = v.file_extents("Windows/System32/wof.dll").unwrap();
+    assert!(fx.reparse);
+    assert_eq!(fx.named_streams, vec!["WofCompressedData".to_string()]);
+    assert!(!fx.resident);
+    // the unnamed stream itself is plain data (ntfs-3g wrote it before the reparse point)
+    assert!(v.read_extents(&fx, 1 << 20).unwrap() == compressible_text(20_000));
+    match fx.editable() {
+        Err(Error::NotEditable { reason, .. }) => assert!(reason.contains("reparse"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn safety_of_a_clean_volume() {
     let img = load("mbr-512.img.gz");
