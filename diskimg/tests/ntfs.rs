@@ -1068,35 +1068,71 @@ fn interop_partition_tables() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let sys = write_pattern(d, "SYSTEM", 1 << 20);
-    for (table, ss) in [
-        ("mbr", "512"),
-        ("mbr", "4096"),
-        ("gpt", "512"),
-        ("gpt", "4096"),
+    let put = format!("{sys}:Windows/System32/config/SYSTEM");
+    for (table, ss, windows) in [
+        ("mbr", 512u64, false),
+        ("mbr", 4096, false),
+        ("gpt", 512, false),
+        ("gpt", 4096, false),
+        ("gpt", 512, true),
+        ("gpt", 4096, true),
     ] {
-        let p = make_image(
-            d,
-            &format!("{table}{ss}.img"),
-            &[
-                "--table",
-                table,
-                "--sector-size",
-                ss,
-                "--size",
-                "16",
-                "--put",
-                &format!("{sys}:Windows/System32/config/SYSTEM"),
-            ],
-        );
+        let ss_s = ss.to_string();
+        let mut args = vec![
+            "--table",
+            table,
+            "--sector-size",
+            &ss_s,
+            "--size",
+            "16",
+            "--put",
+            &put,
+        ];
+        if windows {
+            args.push("--gpt-windows");
+        }
+        let name = format!("{table}{ss}{windows}.img");
+        let p = make_image(d, &name, &args);
         let img = std::fs::read(&p).unwrap();
-        let v = open_last(&img);
-        assert_eq!(v.bytes_per_sector().to_string(), ss);
+        let parts = ntfs_partitions(&img);
+        // ESP, MSR, Windows, Recovery with --gpt-windows
+        let (start, len) = if windows {
+            parts[2]
+        } else {
+            *parts.last().unwrap()
+        };
+        let v = Volume::open(&img[..], start, len).unwrap();
+        assert_eq!(v.bytes_per_sector() as u64, ss);
         let fx = v.file_extents("Windows/System32/config/SYSTEM").unwrap();
         assert!(
             read_via_extents(&img, &fx) == pattern("SYSTEM", 1 << 20),
-            "{table} {ss}"
+            "{name}"
         );
-        if table == "gpt" && ss == "512" {
+        if windows {
+            let rec = Volume::open(&img[..], parts[3].0, parts[3].1).unwrap();
+            assert_eq!(rec.bytes_per_sector() as u64, ss);
+        }
+        if table == "gpt" {
+            // independent check of the GPT (incl. the python-written 4Kn one): the gpt crate
+            let lb = if ss == 512 {
+                gpt::disk::LogicalBlockSize::Lb512
+            } else {
+                gpt::disk::LogicalBlockSize::Lb4096
+            };
+            let disk = gpt::GptConfig::new()
+                .writable(false)
+                .logical_block_size(lb)
+                .open(&p)
+                .unwrap_or_else(|e| panic!("{name}: gpt crate: {e}"));
+            let got: Vec<(u64, u64)> = disk
+                .partitions()
+                .values()
+                .map(|q| (q.first_lba * ss, (q.last_lba + 1 - q.first_lba) * ss))
+                .collect();
+            assert_eq!(got, parts, "{name}");
+            assert!(disk.primary_header().is_ok() && disk.backup_header().is_ok());
+        }
+        if table == "gpt" && ss == 512 {
             let o = Command::new("sgdisk").arg("-v").arg(&p).output().unwrap();
             assert!(
                 String::from_utf8_lossy(&o.stdout).contains("No problems found"),
