@@ -393,18 +393,38 @@ pub fn plan_copy(r: &dyn ReadAt, t: &PartitionTable, fix: GptFix) -> Result<Copy
                 }
                 GptFix::Relocate => {
                     plan.kind = PlanKind::GptRelocate;
+                    // sgdisk -e: last_usable = total - first_usable (the backup area mirrors
+                    // the primary's), so the LUN needs end - 1 + first_usable sectors. With the
+                    // usual first_usable = 2 + A that is end + A + 1 (33 at 512 B, 5 at 4 KiB).
+                    let mirror = h.first_usable >= asec + 2;
+                    let tail = if mirror { h.first_usable - 1 } else { asec + 1 };
                     let need = range
                         .end_sectors
-                        .checked_add(asec + 1)
+                        .checked_add(tail)
                         .and_then(|n| n.checked_mul(ss))
                         .and_then(|b| round_up(b, MIB))
                         .ok_or_else(|| Error::PartitionTable("LUN size overflows".into()))?;
                     let total = need / ss;
                     let new_last = total - 1;
-                    (new_last, new_last - asec - 1)
+                    let last_usable = if mirror {
+                        total - h.first_usable
+                    } else {
+                        new_last - asec - 1
+                    };
+                    (new_last, last_usable)
                 }
             };
-            let backup_entries = new_last - asec;
+            // The backup array follows the last usable LBA (as sgdisk writes it), or stays
+            // where the original backup header has it (fix (a)).
+            let backup_entries = match (&g.backup, fix) {
+                (Some(b), GptFix::KeepBackup) if b.my_lba == new_last => b.entries_lba,
+                _ => last_usable + 1,
+            };
+            if backup_entries.saturating_add(asec) > new_last {
+                return Err(Error::PartitionTable(format!(
+                    "no room for the backup GPT array ({asec} sectors) between last usable LBA {last_usable} and the backup header at LBA {new_last}"
+                )));
+            }
             let total_bytes = (new_last + 1) * ss;
             let keep_existing_backup = fix == GptFix::KeepBackup
                 && g.backup

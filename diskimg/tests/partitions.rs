@@ -1135,6 +1135,95 @@ fn interop_sgdisk_relocated_copy() {
     }
 }
 
+/// sgdisk-made layouts beyond the samples: relocation must equal `sgdisk -e` byte for byte
+/// and the dump must equal `sfdisk -d`.
+#[test]
+fn interop_sgdisk_layouts() {
+    if !interop() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &[&str])] = &[
+        ("entries256", &["-S", "256", "-n1:0:+10M", "-n2:0:+5M"]),
+        ("entries16", &["-S", "16", "-n1:0:+10M"]),
+        // Main table moved to LBA 2048: first usable 2080, sgdisk -e mirrors it at the end.
+        ("table2048", &["-j", "2048", "-n1:4096:+10M", "-n2:0:+5M"]),
+        ("gaps", &["-n3:0:+4M", "-n7:0:+4M"]),
+        ("full", &["-n1:0:0"]),
+        (
+            "names",
+            &[
+                "-n1:0:+1M",
+                "-c1:a \"q\" $x `b` \\z",
+                "-n2:0:+1M",
+                "-c2:Grüße",
+                "-A2:set:2",
+                "-A2:set:60",
+                "-A2:set:1",
+            ],
+        ),
+    ];
+    for (name, args) in cases {
+        let p = dir.path().join(format!("{name}.img"));
+        std::fs::File::create(&p)
+            .unwrap()
+            .set_len(64 << 20)
+            .unwrap();
+        let ps = p.to_str().unwrap();
+        let mut a: Vec<&str> = args.to_vec();
+        a.push(ps);
+        let (ok, out) = run("sgdisk", &a);
+        assert!(ok, "{name}: {out}");
+        let d = Disk::open(&p, OpenOptions::default()).unwrap();
+        assert!(
+            d.table().issues.is_empty(),
+            "{name}: {:?}",
+            d.table().issues
+        );
+        let o = Command::new("sfdisk").args(["-d", ps]).output().unwrap();
+        assert_eq!(
+            d.table().sfdisk_dump(ps),
+            String::from_utf8(o.stdout).unwrap(),
+            "{name}"
+        );
+        let plan = d.plan_copy(GptFix::Relocate).unwrap();
+        let ours = dir.path().join(format!("{name}.ours"));
+        execute(&plan, d.file(), &ours);
+        let (_, v) = run("sgdisk", &["-v", ours.to_str().unwrap()]);
+        assert!(v.contains("No problems found"), "{name}: {v}");
+        let theirs = dir.path().join(format!("{name}.sgdisk"));
+        let end = d.copy_range().unwrap().end_bytes as usize;
+        let full = std::fs::read(&p).unwrap();
+        std::fs::write(&theirs, &full[..end]).unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&theirs)
+            .unwrap()
+            .set_len(plan.lun_size)
+            .unwrap();
+        let (ok, e) = run("sgdisk", &["-e", theirs.to_str().unwrap()]);
+        assert!(ok, "{name}: sgdisk -e: {e}");
+        let (a, b) = (
+            std::fs::read(&ours).unwrap(),
+            std::fs::read(&theirs).unwrap(),
+        );
+        let diff: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).take(10).collect();
+        assert!(
+            diff.is_empty(),
+            "{name}: differs from sgdisk -e at {diff:?}"
+        );
+        // Fix (a) from a bare prefix rebuilds the full disk's backup exactly.
+        let pre = dir.path().join(format!("{name}.prefix"));
+        std::fs::write(&pre, &full[..end]).unwrap();
+        let dp = Disk::open(&pre, OpenOptions::default()).unwrap();
+        let plan_a = dp.plan_copy(GptFix::KeepBackup).unwrap();
+        let out_a = dir.path().join(format!("{name}.a"));
+        execute(&plan_a, dp.file(), &out_a);
+        let (_, v) = run("sgdisk", &["-v", out_a.to_str().unwrap()]);
+        assert!(v.contains("No problems found"), "{name} (a): {v}");
+    }
+}
+
 #[test]
 fn interop_gpt_and_mbrman_crates() {
     if !interop() {
