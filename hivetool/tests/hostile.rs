@@ -347,3 +347,18 @@ fn truncated_and_tiny_inputs() {
     hivetool::base::fix_checksum(&mut d2[..4096]);
     exercise(&d2);
 }
+
+#[test]
+fn tree_deeper_than_512() {
+    let mut k = TKey::new("leaf");
+    for i in 0..520 {
+        k = TKey::new(&format!("d{i}")).sub(k);
+    }
+    let d = build(&TKey::new("r").sub(k), 5);
+    let h = Hive::open(&d).unwrap();
+    let r = check(&h);
+    assert_eq!(r.count(ProblemKind::Depth), 1, "{:?}", r.problems);
+    assert_eq!(r.problem_count, 1, "{:?}", r.problems);
+    let e = export(&h, "", &ExportOptions::default(), std::io::sink()).unwrap_err();
+    assert!(e.to_string().contains("deeper than 512"), "{e}");
+}
