@@ -19,7 +19,7 @@
 //! fields and timestamps, compressed names when every character is ≤ U+00FF, big data (`db`)
 //! above 16,344 bytes in 1.4+ hives. See docs/hive-editing.md.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::ops::Range;
 
@@ -113,8 +113,8 @@ pub struct Editor {
     bins: Vec<(u32, u32)>,
     /// Index into `bins` of the bin holding each 4 KiB page of the hive bins.
     page_bin: Vec<u32>,
-    /// Free cells: offset → size.
-    free: BTreeMap<u32, u32>,
+    /// Free cells of each bin (parallel to `bins`): (offset, size), sorted by offset.
+    bin_free: Vec<Vec<(u32, u32)>>,
     /// The same free cells ordered by (size, offset), for best-fit allocation.
     by_size: BTreeSet<(u32, u32)>,
     /// Original bytes of every page touched (index = file offset / 4096), inside `orig_len`.
@@ -268,7 +268,7 @@ impl Editor {
             seq: base.seq1.max(base.seq2),
             bins: Vec::new(),
             page_bin: Vec::new(),
-            free: BTreeMap::new(),
+            bin_free: Vec::new(),
             by_size: BTreeSet::new(),
             pages: (0..pages).map(|_| None).collect(),
             undo: Vec::new(),
@@ -324,7 +324,7 @@ impl Editor {
 
     /// Total bytes of free cells (inside the bins) plus whole pages of slack after the last bin.
     pub fn free_space(&self) -> (u64, u64) {
-        let cells = self.free.values().map(|&s| u64::from(s)).sum();
+        let cells = self.by_size.iter().map(|&(s, _)| u64::from(s)).sum();
         let used = BASE_BLOCK_SIZE as u64 + u64::from(self.hbins_size());
         (cells, (self.data.len() as u64).saturating_sub(used))
     }
@@ -512,7 +512,7 @@ impl Editor {
             seq: self.seq,
             bins: self.bins.clone(),
             page_bin: self.page_bin.clone(),
-            free: BTreeMap::new(),
+            bin_free: Vec::new(),
             by_size: BTreeSet::new(),
             pages: self.pages.clone(),
             undo: Vec::new(),
@@ -620,16 +620,14 @@ impl Editor {
                     self.data[off..off + len].copy_from_slice(&self.undo_bytes[at..at + len]);
                 }
                 Undo::FreeInserted(off) => {
-                    if let Some(size) = self.free.remove(&off) {
-                        self.by_size.remove(&(size, off));
-                    }
+                    self.raw_free_remove(off);
                 }
                 Undo::FreeRemoved(off, size) => {
-                    self.free.insert(off, size);
-                    self.by_size.insert((size, off));
+                    self.raw_free_insert(off, size);
                 }
                 Undo::BinPushed => {
                     if let Some((off, _)) = self.bins.pop() {
+                        self.bin_free.pop();
                         self.page_bin.truncate((off / PAGE) as usize);
                     }
                 }
@@ -661,20 +659,54 @@ impl Editor {
         self.data[off..end].copy_from_slice(bytes);
     }
 
-    fn free_insert(&mut self, off: u32, size: u32) {
-        if let Some(old) = self.free.insert(off, size) {
-            self.by_size.remove(&(old, off));
-            self.undo.push(Undo::FreeRemoved(off, old));
+    /// Records a free cell (no undo entry); returns the size it replaced, if any.
+    fn raw_free_insert(&mut self, off: u32, size: u32) -> Option<u32> {
+        let idx = *self.page_bin.get((off / PAGE) as usize)? as usize;
+        let list = self.bin_free.get_mut(idx)?;
+        let old = match list.binary_search_by_key(&off, |e| e.0) {
+            Ok(i) => Some(std::mem::replace(&mut list[i].1, size)),
+            Err(i) => {
+                list.insert(i, (off, size));
+                None
+            }
+        };
+        if let Some(o) = old {
+            self.by_size.remove(&(o, off));
         }
         self.by_size.insert((size, off));
+        old
+    }
+
+    /// Forgets a free cell (no undo entry); returns its size.
+    fn raw_free_remove(&mut self, off: u32) -> Option<u32> {
+        let idx = *self.page_bin.get((off / PAGE) as usize)? as usize;
+        let list = self.bin_free.get_mut(idx)?;
+        let i = list.binary_search_by_key(&off, |e| e.0).ok()?;
+        let (_, size) = list.remove(i);
+        self.by_size.remove(&(size, off));
+        Some(size)
+    }
+
+    fn free_insert(&mut self, off: u32, size: u32) {
+        if let Some(old) = self.raw_free_insert(off, size) {
+            self.undo.push(Undo::FreeRemoved(off, old));
+        }
         self.undo.push(Undo::FreeInserted(off));
     }
 
     fn free_remove(&mut self, off: u32) -> Option<u32> {
-        let size = self.free.remove(&off)?;
-        self.by_size.remove(&(size, off));
+        let size = self.raw_free_remove(off)?;
         self.undo.push(Undo::FreeRemoved(off, size));
         Some(size)
+    }
+
+    /// The free cell that ends exactly at `off` in the same bin, if any.
+    fn free_before(&self, off: u32) -> Option<(u32, u32)> {
+        let idx = *self.page_bin.get((off / PAGE) as usize)? as usize;
+        let list = self.bin_free.get(idx)?;
+        let i = list.partition_point(|e| e.0 < off);
+        let &(p, ps) = list.get(i.checked_sub(1)?)?;
+        (p + ps == off).then_some((p, ps))
     }
 
     // ------------------------------------------------------------------------------------
@@ -706,6 +738,7 @@ impl Editor {
                 return Err(corrupt(pos, format!("bad hive bin size {size:#x}")));
             }
             let end = pos + size;
+            self.push_bin(pos, size);
             let mut c = pos + HBIN_HEADER;
             while c < end {
                 let raw = le32(&self.data, BASE_BLOCK_SIZE + c as usize) as i32;
@@ -717,12 +750,10 @@ impl Editor {
                     ));
                 }
                 if raw > 0 {
-                    self.free.insert(c, len);
-                    self.by_size.insert((len, c));
+                    self.raw_free_insert(c, len);
                 }
                 c += len;
             }
-            self.push_bin(pos, size);
             pos = end;
         }
         Ok(())
@@ -731,6 +762,7 @@ impl Editor {
     fn push_bin(&mut self, off: u32, size: u32) {
         let idx = self.bins.len() as u32;
         self.bins.push((off, size));
+        self.bin_free.push(Vec::new());
         self.page_bin
             .extend(std::iter::repeat_n(idx, (size / PAGE) as usize));
     }
@@ -845,6 +877,8 @@ impl Editor {
         hdr[4..8].copy_from_slice(&hbins.to_le_bytes());
         hdr[8..12].copy_from_slice(&size.to_le_bytes());
         self.write(BASE_BLOCK_SIZE + hbins as usize, &hdr);
+        self.push_bin(hbins, size);
+        self.undo.push(Undo::BinPushed);
         let off = hbins + HBIN_HEADER;
         self.set_size_field(off, -(need as i32));
         let rest = size - HBIN_HEADER - need;
@@ -852,8 +886,6 @@ impl Editor {
             self.set_size_field(off + need, rest as i32);
             self.free_insert(off + need, rest);
         }
-        self.push_bin(hbins, size);
-        self.undo.push(Undo::BinPushed);
         self.write(base::off::HBINS_SIZE, &(new_total as u32).to_le_bytes());
         Ok(off)
     }
@@ -870,12 +902,10 @@ impl Editor {
                 size += ns;
             }
         }
-        if let Some((&p, &ps)) = self.free.range(..off).next_back() {
-            if p >= bs && p + ps == off {
-                self.free_remove(p);
-                start = p;
-                size += ps;
-            }
+        if let Some((p, ps)) = self.free_before(off) {
+            self.free_remove(p);
+            start = p;
+            size += ps;
         }
         self.set_size_field(start, size as i32);
         self.free_insert(start, size);
@@ -987,10 +1017,12 @@ impl Editor {
     fn read_leaf(&self, off: u32) -> Result<Leaf> {
         let hive = self.hive()?;
         let l = crate::hive::SubkeyList::parse(&hive, off)?;
-        let entries = (0..l.len())
-            .filter_map(|i| l.get(i))
-            .map(|(o, h)| (o, h.unwrap_or(0)))
-            .collect();
+        let mut entries = Vec::with_capacity(l.len() + 1);
+        for i in 0..l.len() {
+            if let Some((o, h)) = l.get(i) {
+                entries.push((o, h.unwrap_or(0)));
+            }
+        }
         Ok(Leaf {
             off,
             kind: l.kind,

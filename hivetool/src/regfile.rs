@@ -24,7 +24,7 @@ use std::collections::HashMap;
 
 use crate::edit::Editor;
 use crate::error::{Error, Result};
-use crate::hive::{encode_sz, reg_type};
+use crate::hive::reg_type;
 use crate::upcase;
 
 /// Longest logical line accepted (continuations joined), against hostile input.
@@ -213,14 +213,15 @@ pub fn parse_str(text: &str) -> Result<RegFile> {
             continue;
         }
         // A value line, possibly continued with a trailing backslash.
-        let mut logical = t.to_string();
+        let mut logical = std::borrow::Cow::Borrowed(t);
         while logical.ends_with('\\') && !ends_in_string(&logical) {
-            logical.pop();
+            let l = logical.to_mut();
+            l.pop();
             match lines.next() {
-                Some((_, next)) => logical.push_str(next.trim()),
+                Some((_, next)) => l.push_str(next.trim()),
                 None => break,
             }
-            if logical.len() > MAX_LINE {
+            if l.len() > MAX_LINE {
                 return Err(syntax(n, "line too long"));
             }
         }
@@ -307,7 +308,15 @@ fn parse_name(s: &str, line: usize) -> Result<(String, &str)> {
 
 /// Parses a quoted string at the start of `s`; returns it and the bytes consumed.
 fn parse_quoted(s: &str, line: usize) -> Result<(String, usize)> {
-    let mut out = String::new();
+    // Fast path: no escapes before the closing quote.
+    if let Some(body) = s.strip_prefix('"') {
+        if let Some(end) = body.find(['"', '\\']) {
+            if body.as_bytes()[end] == b'"' {
+                return Ok((body[..end].to_string(), end + 2));
+            }
+        }
+    }
+    let mut out = String::with_capacity(s.len());
     let mut chars = s.char_indices();
     if chars.next().map(|c| c.1) != Some('"') {
         return Err(syntax(line, "expected '\"'"));
@@ -331,24 +340,73 @@ fn parse_quoted(s: &str, line: usize) -> Result<(String, usize)> {
 }
 
 fn parse_hex_bytes(s: &str, line: usize) -> Result<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() / 3 + 1);
-    for part in s.split(',') {
-        let p = part.trim();
-        if p.is_empty() {
+    fn digit(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    let bad = |at: usize| {
+        let rest: String = s[at..].chars().take(12).collect();
+        syntax(line, format!("bad hex byte at {rest:?}"))
+    };
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len() / 3 + 1);
+    let mut i = 0;
+    while i < b.len() {
+        // One item: optional blanks, 1-2 hex digits, optional blanks, then ',' or the end.
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        if i == b.len() {
+            break;
+        }
+        if b[i] == b',' {
+            i += 1; // empty item (e.g. a trailing comma)
             continue;
         }
-        if p.len() > 2 {
-            return Err(syntax(line, format!("bad hex byte {:?}", truncate(p))));
+        let start = i;
+        let hi = digit(b[i]).ok_or_else(|| bad(start))?;
+        i += 1;
+        let mut v = hi;
+        if let Some(lo) = b.get(i).and_then(|&c| digit(c)) {
+            v = hi << 4 | lo;
+            i += 1;
         }
-        let b =
-            u8::from_str_radix(p, 16).map_err(|_| syntax(line, format!("bad hex byte {p:?}")))?;
-        out.push(b);
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        match b.get(i) {
+            None => {}
+            Some(b',') => i += 1,
+            Some(_) => return Err(bad(start)),
+        }
+        out.push(v);
     }
     Ok(out)
 }
 
+/// REG_SZ data (like [`crate::hive::encode_sz`], allocated once).
+fn sz_data(text: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len() * 2 + 2);
+    for u in text.encode_utf16() {
+        out.extend_from_slice(&u.to_le_bytes());
+    }
+    out.extend_from_slice(&[0, 0]);
+    out
+}
+
 fn widen(bytes: &[u8]) -> Vec<u8> {
     bytes.iter().flat_map(|&b| [b, 0]).collect()
+}
+
+/// `s` without `prefix` (ASCII, case-insensitive).
+fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = s.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &s[prefix.len()..])
 }
 
 fn parse_data(s: &str, version: RegVersion, line: usize) -> Result<(u32, Vec<u8>)> {
@@ -361,10 +419,10 @@ fn parse_data(s: &str, version: RegVersion, line: usize) -> Result<(u32, Vec<u8>
                 format!("unexpected text after the string: {:?}", truncate(rest)),
             ));
         }
-        return Ok((reg_type::SZ, encode_sz(&text)));
+        return Ok((reg_type::SZ, sz_data(&text)));
     }
-    let lower = s.to_ascii_lowercase();
-    if let Some(h) = lower.strip_prefix("dword:") {
+    let lower = s;
+    if let Some(h) = strip_prefix_ci(lower, "dword:") {
         let h = h.trim();
         if h.is_empty() || h.len() > 8 {
             return Err(syntax(line, format!("bad dword {h:?} (1 to 8 hex digits)")));
@@ -372,7 +430,7 @@ fn parse_data(s: &str, version: RegVersion, line: usize) -> Result<(u32, Vec<u8>
         let v = u32::from_str_radix(h, 16).map_err(|_| syntax(line, format!("bad dword {h:?}")))?;
         return Ok((reg_type::DWORD, v.to_le_bytes().to_vec()));
     }
-    if let Some(h) = lower.strip_prefix("qword:") {
+    if let Some(h) = strip_prefix_ci(lower, "qword:") {
         let h = h.trim();
         if h.is_empty() || h.len() > 16 {
             return Err(syntax(
@@ -383,10 +441,10 @@ fn parse_data(s: &str, version: RegVersion, line: usize) -> Result<(u32, Vec<u8>
         let v = u64::from_str_radix(h, 16).map_err(|_| syntax(line, format!("bad qword {h:?}")))?;
         return Ok((reg_type::QWORD, v.to_le_bytes().to_vec()));
     }
-    if let Some(h) = lower.strip_prefix("hex:") {
+    if let Some(h) = strip_prefix_ci(lower, "hex:") {
         return Ok((reg_type::BINARY, parse_hex_bytes(h, line)?));
     }
-    if let Some(h) = lower.strip_prefix("hex(") {
+    if let Some(h) = strip_prefix_ci(lower, "hex(") {
         let close = h
             .find("):")
             .ok_or_else(|| syntax(line, "expected hex(N):"))?;
@@ -407,6 +465,20 @@ fn parse_data(s: &str, version: RegVersion, line: usize) -> Result<(u32, Vec<u8>
 }
 
 fn eq_prefix<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    // ASCII prefix (the usual case): Windows' upcase table maps no non-ASCII unit to ASCII,
+    // so ASCII case folding is exact here.
+    if prefix.is_ascii() {
+        let head = path.get(..prefix.len())?;
+        if !head.eq_ignore_ascii_case(prefix) {
+            return None;
+        }
+        let rest = &path[prefix.len()..];
+        return if rest.is_empty() {
+            Some("")
+        } else {
+            rest.strip_prefix('\\')
+        };
+    }
     let pu: Vec<u16> = prefix.encode_utf16().collect();
     let mut it = path.char_indices();
     let mut units = Vec::new();
@@ -534,7 +606,9 @@ pub fn apply(ed: &mut Editor, file: &RegFile, opts: &ImportOptions) -> Result<Im
 }
 
 fn upper(path: &str) -> Vec<u16> {
-    path.encode_utf16().map(upcase::upcase_unit).collect()
+    let mut v = Vec::with_capacity(path.len());
+    v.extend(path.encode_utf16().map(upcase::upcase_unit));
+    v
 }
 
 fn current_key(
