@@ -578,6 +578,17 @@ pub fn apply_in_place(
     opts: &ApplyInPlace,
     open: crate::image::OpenOptions,
 ) -> Result<ApplyReport> {
+    use std::os::unix::fs::FileTypeExt;
+    let is_device = std::fs::metadata(image_path)
+        .map(|m| m.file_type().is_block_device())
+        .unwrap_or(false);
+    if is_device && opts.journal_dir.is_none() {
+        anyhow::bail!(
+            "{} is a block device: pass --journal-dir DIR (a directory on persistent storage) \
+             for the undo journal; beside the device (in /dev) it would not survive a reboot",
+            image_path.display()
+        );
+    }
     let jpath = journal_path(image_path, opts.journal_dir.as_deref());
     if let Some(p) = journal::pending_journal(image_path, opts.journal_dir.as_deref())? {
         return Err(Refused::new(
