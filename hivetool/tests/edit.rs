@@ -1138,3 +1138,137 @@ fn corpus_interop_hivexregedit_sees_exactly_the_edits() {
     );
     let _ = svc;
 }
+
+// ----------------------------------------------------------------------------------------
+// The editing commands of the `hivetool` binary (tier 1: only self-made files).
+
+fn hivetool_cmd(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hivetool"))
+        .args(args)
+        .output()
+        .expect("run hivetool")
+}
+
+macro_rules! ht {
+    ($($a:expr),* $(,)?) => {
+        hivetool_cmd(&[$(std::ffi::OsStr::new($a)),*])
+    };
+}
+
+#[test]
+fn cli_edit_commands_save_crash_safely() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("SYSTEM");
+    let fs = f.to_str().unwrap();
+    let reg = dir.path().join("in.reg");
+    std::fs::write(
+        &reg,
+        "Windows Registry Editor Version 5.00\r\n\r\n[HKEY_LOCAL_MACHINE\\SYSTEM\\ControlSet001\\Services\\x]\r\n\"Start\"=dword:00000003\r\n",
+    )
+    .unwrap();
+    let o = ht!("import", fs, reg.to_str().unwrap(), "--create");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // `new` refuses to overwrite.
+    let o = ht!("new", fs);
+    assert!(!o.status.success());
+    let key = "ControlSet001\\Services\\x";
+    let o = ht!("set", fs, key, "Start", "--type", "dword", "--data", "0");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = ht!("set", fs, key, "L", "--type", "multi_sz", "--data", "a", "--data", "b");
+    assert!(o.status.success());
+    let o = ht!("mkkey", fs, "ControlSet001\\Services\\x\\StartOverride");
+    assert!(o.status.success());
+    let o = ht!("rmkey", fs, "ControlSet001\\Services\\x\\StartOverride");
+    assert!(o.status.success());
+    let o = ht!("rm", fs, key, "L");
+    assert!(o.status.success());
+    // --dry-run writes nothing.
+    let before = std::fs::read(&f).unwrap();
+    let o = ht!(
+        "set",
+        fs,
+        key,
+        "Start",
+        "--type",
+        "dword",
+        "--data",
+        "7",
+        "--dry-run"
+    );
+    assert!(o.status.success());
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("dry run"), "{out}");
+    assert_eq!(std::fs::read(&f).unwrap(), before);
+    // Fixed size: a value too big for the free space fails and leaves the file alone.
+    let big = "00".repeat(9000);
+    let o = ht!(
+        "set",
+        fs,
+        key,
+        "Big",
+        "--type",
+        "binary",
+        "--data",
+        &big,
+        "--fixed-size"
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("more bytes needed"));
+    assert_eq!(std::fs::read(&f).unwrap(), before);
+    // No temporary files left behind.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+    let data = std::fs::read(&f).unwrap();
+    check_clean(&data);
+    let hive = Hive::open(&data).unwrap();
+    let k = hive.key(key).unwrap().unwrap();
+    assert_eq!(
+        k.value("Start")
+            .unwrap()
+            .unwrap()
+            .decoded()
+            .unwrap()
+            .as_dword(),
+        Some(0)
+    );
+    assert!(k.value("L").unwrap().is_none());
+    assert!(k.subkey("StartOverride").unwrap().is_none());
+    // import --create commits sequence 2, then five saves: 7.
+    assert_eq!(hive.base_block().seq1, 7);
+}
+
+#[test]
+fn cli_refuses_dirty_hives_and_reports_stale_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("h");
+    let mut img = new_hive(5, CLOCK).unwrap();
+    img[4] = 9; // seq1 9, seq2 1: dirty
+    hivetool::base::fix_checksum(&mut img[..512]);
+    std::fs::write(&f, &img).unwrap();
+    let fs = f.to_str().unwrap();
+    let o = ht!("mkkey", fs, "A");
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--replay-logs"));
+    assert_eq!(std::fs::read(&f).unwrap(), img);
+    // A clean hive with a (stale) log beside it: the commit goes above the log's numbers.
+    let clean = new_hive(5, CLOCK).unwrap();
+    std::fs::write(&f, &clean).unwrap();
+    let mut log = clean[..512].to_vec();
+    log[4..8].copy_from_slice(&500u32.to_le_bytes());
+    log[8..12].copy_from_slice(&500u32.to_le_bytes());
+    log[28..32].copy_from_slice(&6u32.to_le_bytes());
+    hivetool::base::fix_checksum(&mut log);
+    log.resize(4096, 0);
+    std::fs::write(dir.path().join("h.LOG1"), &log).unwrap();
+    let o = ht!("mkkey", fs, "A");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("stale and harmless"), "{out}");
+    let b = Hive::open(&std::fs::read(&f).unwrap())
+        .unwrap()
+        .base_block();
+    assert_eq!((b.seq1, b.seq2), (501, 501));
+}
