@@ -23,21 +23,31 @@ best() { sort -g | head -1; }
 python3 benches/gen-reg.py "$KEYS" > "$T/gen.reg"
 echo "generated: $(grep -c '^\[' "$T/gen.reg") keys, $(grep -c '^"' "$T/gen.reg") values, $(stat -c %s "$T/gen.reg") bytes"
 
-for i in $(seq "$RUNS"); do
-  rm -f "$T/ours.hive"
-  s=$(now); "$HT" import --create "$T/ours.hive" "$T/gen.reg" --prefix 'HKEY_LOCAL_MACHINE\BENCH' >/dev/null; e=$(now)
-  echo "$e - $s" | bc
-done | best > "$T/ours.t"
-echo "hivetool import:      $(cat "$T/ours.t") s (best of $RUNS), hive $(stat -c %s "$T/ours.hive") bytes"
+# run LABEL CMD...: best wall-clock and best CPU (user+sys) time over $RUNS runs.
+# The setup of each run is in PRE (a shell snippet run before every timed command).
+run() {
+  local label=$1; shift
+  local walls=() cpus=()
+  for i in $(seq "$RUNS"); do
+    eval "$PRE"
+    /usr/bin/time -f "%e %U %S" -o "$T/time" "$@" >/dev/null
+    read -r w u s < "$T/time"
+    walls+=("$w"); cpus+=("$(echo "$u + $s" | bc)")
+  done
+  W=$(printf '%s\n' "${walls[@]}" | best); C=$(printf '%s\n' "${cpus[@]}" | best)
+  printf '%-22s wall %6.3f s   cpu %6.3f s   (best of %d)\n' "$label" "$W" "$C" "$RUNS"
+}
+
+PRE='rm -f "$T/ours.hive"'
+run "hivetool import" "$HT" import --create "$T/ours.hive" "$T/gen.reg" --prefix 'HKEY_LOCAL_MACHINE\BENCH'
+OW=$W; OC=$C
+echo "  hive $(stat -c %s "$T/ours.hive") bytes"
 
 if command -v hivexregedit >/dev/null; then
-  for i in $(seq "$RUNS"); do
-    rm -f "$T/hivex.hive"; "$HT" new "$T/hivex.hive" >/dev/null
-    s=$(now); hivexregedit --merge "$T/hivex.hive" "$T/gen.reg" --prefix 'HKEY_LOCAL_MACHINE\BENCH'; e=$(now)
-    echo "$e - $s" | bc
-  done | best > "$T/hivex.t"
-  echo "hivexregedit --merge: $(cat "$T/hivex.t") s (best of $RUNS), hive $(stat -c %s "$T/hivex.hive") bytes"
-  echo "speed-up: $(echo "scale=1; $(cat "$T/hivex.t") / $(cat "$T/ours.t")" | bc)x"
+  PRE='rm -f "$T/hivex.hive"; "$HT" new "$T/hivex.hive" >/dev/null'
+  run "hivexregedit --merge" hivexregedit --merge "$T/hivex.hive" "$T/gen.reg" --prefix 'HKEY_LOCAL_MACHINE\BENCH'
+  echo "  hive $(stat -c %s "$T/hivex.hive") bytes"
+  echo "speed-up: wall $(echo "scale=1; $W / $OW" | bc)x, cpu $(echo "scale=1; $C / $OC" | bc)x"
   "$HT" check "$T/hivex.hive" | tail -1
   hivexregedit --export "$T/ours.hive" '\' > "$T/ours.exp"
   hivexregedit --export "$T/hivex.hive" '\' > "$T/hivex.exp"
