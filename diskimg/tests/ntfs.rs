@@ -518,6 +518,10 @@ fn bitlocker_and_bad_boot_sectors() {
     }
     // partition shorter than the volume
     assert!(Volume::open(&img[..], 0, len - 4096).is_err());
+    // absurd partition ranges
+    assert!(Volume::open(&img[..], u64::MAX - 10, 100).is_err());
+    assert!(Volume::open(&img[..], 4096, u64::MAX).is_err());
+    assert!(Volume::open(&img[..], len, 1 << 20).is_err());
 }
 
 #[test]
@@ -737,7 +741,11 @@ fn mutate(img: &[u8], file: &str, dir: &str, probe: &str, iters: usize, seed: u6
 
 #[test]
 fn hostile_mutations_do_not_panic() {
-    let iters = if cfg!(debug_assertions) { 600 } else { 6000 };
+    // IMGPREP_NTFS_MUTATIONS=N runs N iterations per image (a longer campaign by hand)
+    let iters = std::env::var("IMGPREP_NTFS_MUTATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(if cfg!(debug_assertions) { 600 } else { 6000 });
     let img = load("mbr-512.img.gz");
     mutate(
         &img,

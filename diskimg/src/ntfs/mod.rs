@@ -678,6 +678,11 @@ impl<R: ReadAt> Volume<R> {
     /// followed) and loads `$UpCase` (record 10; if unreadable, a built-in simple case map is
     /// used and [`Volume::upcase_from_volume`] is false).
     pub fn open(src: R, part_offset: u64, part_len: u64) -> Result<Volume<R>> {
+        if part_offset.checked_add(part_len).is_none() {
+            return Err(Error::Invalid(format!(
+                "partition {part_offset:#x} (+{part_len}) overflows"
+            )));
+        }
         let mut bs = [0u8; 512];
         src.read_exact_at(&mut bs, part_offset)
             .map_err(|e| Error::io(format!("reading NTFS boot sector at {part_offset:#x}"), e))?;
