@@ -729,6 +729,9 @@ fn key_paths(data: &[u8], max: usize) -> Vec<String> {
     out
 }
 
+/// (key, value name, expected (type, data) or deleted).
+type Expected = (String, String, Option<(u32, Vec<u8>)>);
+
 #[test]
 fn corpus_random_edits_keep_check_clean() {
     let Some(dir) = corpus() else { return };
@@ -749,7 +752,7 @@ fn corpus_random_edits_keep_check_clean() {
             let mut rng = Rng(0xC0FFEE + n as u64);
             let mut ed = Editor::open(orig.clone(), growth).unwrap();
             ed.set_clock(Some(CLOCK));
-            let mut expect: Vec<(String, String, Option<(u32, Vec<u8>)>)> = Vec::new();
+            let mut expect: Vec<Expected> = Vec::new();
             let mut no_space = 0;
             for step in 0..60 {
                 let key = paths[rng.below(paths.len())].clone();
