@@ -9,8 +9,10 @@
 #   * Windows/System32/config/SYSTEM = the real Windows 7 hive regipy-SYSTEM.hive (11.7 MB) from
 #     $IMGPREP_HIVE_CORPUS (default ../shared/hives), written through ntfs-3g in 1-cluster
 #     appends each followed by a 1-cluster filler file (fillers deleted afterwards); ntfs-3g
-#     groups 3 appends per run, so the file has ~960 runs over an $ATTRIBUTE_LIST.
-# Then, side by side (hyperfine if present), each run on a fresh copy (cp --sparse=always):
+#     groups 3 appends per run, so the file has ~960 runs over an $ATTRIBUTE_LIST (done on a
+#     64 MiB volume, then grown to 32 GiB with ntfsresize, see below).
+# Then, side by side (hyperfine if present), each run on a fresh copy (cp --sparse=always, then
+# sync FILE so that neither side pays for flushing the copy):
 #   imgprep: imgprep strip-lwf IMG                               (release build)
 #   peer:    losetup -o 1MiB IMG; ntfscat the hive out; hivexregedit --merge a .reg with the same
 #            edits (generated from imgprep's plan: FilterList without B70D6460, Start=0,
@@ -25,7 +27,7 @@ top=$(cd "$here/.." && pwd)
 corpus=${IMGPREP_HIVE_CORPUS:-$top/../shared/hives}
 hive_src=$corpus/regipy-SYSTEM.hive
 [ -r "$hive_src" ] || { echo "strip-lwf.sh: $hive_src missing (set IMGPREP_HIVE_CORPUS)" >&2; exit 2; }
-for t in losetup mkntfs ntfs-3g ntfscat ntfscp hivexregedit sfdisk python3; do
+for t in losetup mkntfs ntfs-3g ntfsresize ntfsfix ntfsinfo ntfscat ntfscp hivexregedit sfdisk python3 bc; do
   command -v "$t" >/dev/null || { echo "strip-lwf.sh: $t missing" >&2; exit 2; }
 done
 
@@ -34,7 +36,7 @@ mnt=$work/mnt loop="" fuse_pid=""
 cleanup() {
   if [ -n "$fuse_pid" ]; then umount "$mnt" 2>/dev/null || true; wait "$fuse_pid" 2>/dev/null || true; fi
   if [ -n "$loop" ]; then losetup -d "$loop" 2>/dev/null || true; fi
-  rm -rf "$work"
+  if [ -n "${BENCH_KEEP:-}" ]; then echo "kept $work" >&2; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
 
@@ -50,10 +52,15 @@ echo "== 32 GiB sparse image with a fragmented 11.7 MB SYSTEM" >&2
 truncate -s "$size" "$base"
 echo "start=2048, size=$(((size - off) / 512)), type=7, bootable" |
   sfdisk -q --no-reread --no-tell-kernel "$base" >/dev/null
-loop=$(losetup --find --show -o "$off" --sizelimit $((size - off)) "$base")
-mkntfs -F -Q -q -p 2048 -H 255 -S 63 -c 4096 -L Windows "$loop" >/dev/null
+# The partition is built as its own file, first as a 64 MiB volume: ntfs-3g on a big volume
+# (or on a loop device) puts new files far from the growing hive and extends the hive
+# contiguously; on a small one the appends interleave with the fillers. The volume is then
+# grown to the whole partition with ntfsresize (which schedules a check: ntfsfix -d clears it).
+part=$work/win.part
+truncate -s $((64 * MiB)) "$part"
+mkntfs -F -Q -q -p 2048 -H 255 -S 63 -c 4096 -L Windows "$part" >/dev/null 2>&1
 mkdir -p "$mnt"
-ntfs-3g -o no_detach,big_writes "$loop" "$mnt" &
+ntfs-3g -o no_detach,big_writes "$part" "$mnt" 2>/dev/null &
 fuse_pid=$!
 for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.05; done
 mountpoint -q "$mnt"
@@ -80,9 +87,30 @@ os.rmdir(fill)
 EOF
 sync
 umount "$mnt"; wait "$fuse_pid" || true; fuse_pid=""
-runs_in_file=$(ntfsinfo -v -F /Windows/System32/config/SYSTEM "$loop" |
+truncate -s $((size - off)) "$part"
+ntfsresize -f -f -s $((size - off)) "$part" >/dev/null
+ntfsfix -d "$part" >/dev/null
+runs_in_file=$(ntfsinfo -v -F /Windows/System32/config/SYSTEM "$part" 2>/dev/null |
   awk 'NF == 3 && $1 ~ /^0x/ && $2 ~ /^0x/ && $3 ~ /^0x/ {n++} END {print n + 0}')
-losetup -d "$loop"; loop=""
+# Into the disk image at 1 MiB, data segments only (SEEK_DATA/SEEK_HOLE).
+python3 - "$part" "$base" "$off" <<'EOF'
+import os, sys
+src, dst, off = sys.argv[1], sys.argv[2], int(sys.argv[3])
+i, o = os.open(src, os.O_RDONLY), os.open(dst, os.O_WRONLY)
+end, pos = os.fstat(i).st_size, 0
+while pos < end:
+    try:
+        pos = os.lseek(i, pos, os.SEEK_DATA)
+    except OSError:
+        break
+    hole = os.lseek(i, pos, os.SEEK_HOLE)
+    while pos < hole:
+        n = min(hole - pos, 1 << 20)
+        os.pwrite(o, os.pread(i, n, pos), off + pos)
+        pos += n
+os.fsync(o)
+EOF
+rm -f "$part"
 hive_bytes=$(stat -c %s "$hive_src")
 echo "SYSTEM: $hive_bytes bytes in $runs_in_file runs; image $(du -h --apparent-size "$base" | cut -f1) apparent, $(du -h "$base" | cut -f1) allocated" >&2
 
@@ -110,7 +138,7 @@ nchanges=$(grep -c '^"' "$work/edits.reg")
 echo "plan: $nchanges value changes (the .reg for the peer: $work/edits.reg)" >&2
 
 run_img=$work/run.img
-fresh="rm -f $run_img $run_img.imgprep-journal && cp --sparse=always $base $run_img"
+fresh="rm -f $run_img $run_img.imgprep-journal && cp --sparse=always $base $run_img && sync $run_img"
 cat > "$work/peer.sh" <<EOF
 #!/usr/bin/env bash
 set -euo pipefail
@@ -121,6 +149,9 @@ hivexregedit --merge $work/SYSTEM.peer --prefix 'HKEY_LOCAL_MACHINE\\SYSTEM' $wo
 ntfscp -f \$l $work/SYSTEM.peer Windows/System32/config/SYSTEM >/dev/null
 EOF
 chmod +x "$work/peer.sh"
+# The peer with the durability imgprep gives (imgprep fsyncs its journal and the image).
+printf '#!/usr/bin/env bash\nset -e\n%s\nsync %s\n' "$work/peer.sh" "$run_img" > "$work/peer-sync.sh"
+chmod +x "$work/peer-sync.sh"
 imgprep_cmd="$bin strip-lwf $run_img"
 peer_cmd="$work/peer.sh"
 
@@ -146,9 +177,18 @@ echo "== I/O (one run each, fresh copy)" >&2
 bash -c "$fresh"
 read -r i_rchar i_rb i_wchar i_t i_rc < <(measure $imgprep_cmd)
 [ "$i_rc" = 0 ] || { echo "imgprep strip-lwf failed ($i_rc)" >&2; exit 1; }
+loop=$(losetup --find --show -o "$off" --sizelimit $((size - off)) "$run_img")
+ntfscat "$loop" Windows/System32/config/SYSTEM > "$work/SYSTEM.imgprep"
+losetup -d "$loop"; loop=""
 bash -c "$fresh"
 read -r p_rchar p_rb p_wchar p_t p_rc < <(measure "$peer_cmd")
 [ "$p_rc" = 0 ] || { echo "peer pipeline failed ($p_rc)" >&2; exit 1; }
+# Both sides made the same registry content.
+if cmp -s <(hivexregedit --export "$work/SYSTEM.imgprep" '\') <(hivexregedit --export "$work/SYSTEM.peer" '\'); then
+  echo "results: identical hivexregedit exports" >&2
+else
+  echo "results: hivexregedit exports DIFFER" >&2; exit 1
+fi
 peer_size=$(stat -c %s "$work/SYSTEM.peer")
 limit=$((2 * hive_bytes + 4 * MiB))
 printf 'imgprep: read %d bytes (rchar; %.2f x hive), wrote %d; target <= %d (2 x hive + 4 MiB): %s\n' \
@@ -160,10 +200,17 @@ printf 'peer:    read %d bytes (rchar), wrote %d; hive after hivexregedit: %d by
 echo "== time ($RUNS runs each)" >&2
 if command -v hyperfine >/dev/null; then
   hyperfine -N --runs "$RUNS" --warmup 1 --export-json "$work/hyperfine.json" \
-    --prepare "bash -c '$fresh'" -n imgprep "$imgprep_cmd" -n peer "$peer_cmd" >&2
-  read -r ti tp < <(python3 -c "
+    --prepare "bash -c '$fresh'" -n imgprep "$imgprep_cmd" -n peer "$peer_cmd" \
+    -n peer+sync "$work/peer-sync.sh" >&2
+  read -r ti tp tps < <(python3 -c "
 import json,sys; r={x['command']:x for x in json.load(open('$work/hyperfine.json'))['results']}
-print(r['imgprep']['mean'], r['peer']['mean'])")
+print(r['imgprep']['mean'], r['peer']['mean'], r['peer+sync']['mean'])")
+  # CPU time (user + system) is steadier than wall time on a shared machine.
+  python3 -c "
+import json; r={x['command']:x for x in json.load(open('$work/hyperfine.json'))['results']}
+c={k: v['user'] + v['system'] for k, v in r.items()}
+print('cpu (user+sys): imgprep %.1f ms, peer %.1f ms, peer+sync %.1f ms: peer/imgprep %.1fx' % (
+    c['imgprep'] * 1e3, c['peer'] * 1e3, c['peer+sync'] * 1e3, c['peer'] / c['imgprep']))"
 else
   tot_i=0 tot_p=0
   for _ in $(seq "$RUNS"); do
@@ -172,8 +219,9 @@ else
     bash -c "$fresh"; a=$(date +%s.%N); "$peer_cmd" >/dev/null; b=$(date +%s.%N)
     tot_p=$(echo "$tot_p + $b - $a" | bc -l)
   done
-  ti=$(echo "$tot_i / $RUNS" | bc -l) tp=$(echo "$tot_p / $RUNS" | bc -l)
+  ti=$(echo "$tot_i / $RUNS" | bc -l) tp=$(echo "$tot_p / $RUNS" | bc -l) tps=nan
 fi
+printf 'mean: peer with sync of the image %.3f s (%.1fx imgprep)\n' "$tps" "$(echo "$tps / $ti" | bc -l 2>/dev/null || echo 0)"
 printf 'mean: imgprep %.3f s, peer %.3f s: imgprep is %.1fx faster (target >= 10x: %s)\n' \
   "$ti" "$tp" "$(echo "$tp / $ti" | bc -l)" \
   "$([ "$(echo "$tp >= 10 * $ti" | bc -l)" = 1 ] && echo met || echo MISSED)"
