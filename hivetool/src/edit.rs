@@ -1510,6 +1510,9 @@ impl Editor {
             self.wr32(nk, NK_VLIST, NIL)?;
         } else {
             let cell = self.cell_bytes(list)?;
+            if idx >= count || count * 4 > cell.len() {
+                return Err(corrupt(list, "value list does not fit its cell"));
+            }
             let mut b = cell[..count * 4].to_vec();
             b.drain(idx * 4..idx * 4 + 4);
             self.wr(list, 0, &b)?;
