@@ -985,6 +985,62 @@ fn interop_in_place_write_changes_only_the_file() {
     assert!(v2.safety().is_safe());
 }
 
+#[test]
+fn interop_mft_with_attribute_list() {
+    if !interop() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let p = make_image(
+        dir.path(),
+        "mft.img",
+        &[
+            "--table",
+            "none",
+            "--size",
+            "16",
+            "--cluster-size",
+            "512",
+            "--fragment-mft",
+            "5000",
+        ],
+    );
+    let img = std::fs::read(&p).unwrap();
+    let v = Volume::open(&img[..], 0, img.len() as u64).unwrap();
+    let mft = v.attributes(0).unwrap();
+    assert!(mft.iter().any(|a| a.ty == ntfs::attr_type::ATTRIBUTE_LIST));
+    let segs = mft
+        .iter()
+        .filter(|a| a.ty == ntfs::attr_type::DATA && a.name.is_empty())
+        .count();
+    assert!(segs >= 3, "$MFT $DATA segments: {segs}");
+    assert!(v.mft_runs().len() > 500, "{} runs", v.mft_runs().len());
+    assert!(v.mft_records() >= 5000);
+    // records far past the base segment are reachable, and agree with ntfscat
+    for i in [0, 2500, 4998, 4999] {
+        let path = format!("MftFill/m{i:05}.txt");
+        let n = v.find(&path).unwrap();
+        let ours = v.read_file(n, 100).unwrap();
+        assert_eq!(ours, format!("mft fill {i:05}\n").as_bytes());
+        assert_eq!(ours, ntfscat(&p, &path), "{path}");
+    }
+    let used: u64 = v
+        .used_clusters()
+        .unwrap()
+        .iter()
+        .map(|r| r.end - r.start)
+        .sum();
+    for r in v.mft_runs() {
+        let l = r.lcn.unwrap();
+        assert!(v
+            .used_clusters()
+            .unwrap()
+            .iter()
+            .any(|u| u.start <= l && l + r.len <= u.end));
+    }
+    assert!(used > 0);
+}
+
 /// name, make-image options, dirty, hiberfil magic, log state, log version
 type SafetyCase<'a> = (
     &'a str,

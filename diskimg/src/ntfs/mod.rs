@@ -722,19 +722,40 @@ impl<R: ReadAt> Volume<R> {
         let mut rec0 = vol.read_bytes(rec0_off, vol.record_size as usize, "$MFT record 0")?;
         apply_fixups(&mut rec0, rec0_off)?;
         let attrs = vol.parse_record_attrs(&rec0, 0, rec0_off)?;
-        let mut segs: Vec<Attribute> = attrs
+        let segs: Vec<Attribute> = attrs
             .iter()
             .filter(|a| a.ty == attr_type::DATA && a.name.is_empty())
             .cloned()
             .collect();
-        vol.set_mft_runs(&segs, rec0_off)?;
         if attrs.iter().any(|a| a.ty == attr_type::ATTRIBUTE_LIST) {
-            // Extension records of $MFT must be reachable through the segments known so far.
+            // $MFT has its own attribute list: bootstrap with the base record's VCN-0 segment
+            // (its extension records must be reachable through it, as Windows ensures), then
+            // gather and check all segments.
+            let base = segs
+                .iter()
+                .find_map(|a| match &a.body {
+                    AttrBody::NonResident {
+                        lowest_vcn: 0,
+                        runs,
+                        ..
+                    } => Some(runs.clone()),
+                    _ => None,
+                })
+                .ok_or_else(|| ntfs_err(rec0_off, "$MFT base record has no VCN-0 $DATA segment"))?;
+            if base.is_empty() || base.iter().any(|r| r.lcn.is_none()) {
+                return Err(ntfs_err(rec0_off, "$MFT first segment empty or sparse"));
+            }
+            vol.mft_size = base
+                .last()
+                .map_or(0, |r| (r.vcn + r.len) * vol.cluster_size);
+            vol.mft_runs = base;
             let all = vol.attributes(record::MFT)?;
-            segs = all
+            let all_segs: Vec<Attribute> = all
                 .into_iter()
                 .filter(|a| a.ty == attr_type::DATA && a.name.is_empty())
                 .collect();
+            vol.set_mft_runs(&all_segs, rec0_off)?;
+        } else {
             vol.set_mft_runs(&segs, rec0_off)?;
         }
         vol.load_upcase();
