@@ -907,6 +907,21 @@ fn interop_extents_match_ntfscat() {
             assert!(read_via_extents(&img, &fx) == theirs, "{path}");
         }
     }
+    // the ntfs crate agrees on the files without an attribute list, and shows its bug on SYSTEM
+    cross_check(&img, &["Windows/System32/config/SOFTWARE", "sparse.bin"]);
+    {
+        let mut fs = crate_fs(&img);
+        let mut n = ::ntfs::Ntfs::new(&mut fs).unwrap();
+        n.read_upcase_table(&mut fs).unwrap();
+        let sys = "Windows/System32/config/SYSTEM";
+        let f = crate_file(&mut fs, &n, sys);
+        assert_eq!(
+            crate_runs(&mut fs, &f).0,
+            0,
+            "ntfs 0.4.0 attribute-list bug"
+        );
+        assert_eq!(crate_workaround_runs(&mut fs, &n, sys), fx.runs);
+    }
     // used clusters agree with ntfsinfo's free cluster count
     let o = Command::new("ntfsinfo")
         .args(["-f", "-m"])
