@@ -24,7 +24,10 @@ use std::ops::Range;
 
 use crate::{Error, ReadAt, Result};
 
-pub use safety::{HiberMagic, HiberState, LogFileState, LogState, Safety};
+pub use safety::{
+    classify_hiber, HiberMagic, HiberState, LogFileState, LogState, Safety, MAX_RESTART_READ,
+    RESTART_VOLUME_IS_CLEAN, VOLUME_IS_DIRTY,
+};
 
 /// Largest FILE record size accepted (bytes).
 pub const MAX_RECORD_SIZE: u32 = 64 * 1024;
