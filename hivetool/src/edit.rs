@@ -465,10 +465,7 @@ impl Editor {
         if units.is_empty() || units.len() > MAX_KEY_NAME || units.contains(&u16::from(b'\\')) {
             return Err(Error::Invalid(format!("bad key name {name:?}")));
         }
-        self.atomically(|ed| match ed.find_subkey(parent, &units)? {
-            Some(k) => Ok(k),
-            None => ed.add_subkey(parent, &units),
-        })
+        self.atomically(|ed| ed.add_subkey(parent, &units))
     }
 
     /// Deletes the key at `path` with all its subkeys and values (the root cannot be deleted).
@@ -963,7 +960,12 @@ impl Editor {
         // Take the sk reference first (validates the sk cell).
         self.sk_addref(sk)?;
         let off = self.alloc(nk.len(), &nk)?;
-        self.list_insert(parent, off, units)?;
+        if let Some(existing) = self.list_insert(parent, off, units)? {
+            // A key with that name exists: give back what was taken, return it.
+            self.free_cell(off)?;
+            self.sk_release(sk)?;
+            return Ok(existing);
+        }
         let count = self.rd32(parent, NK_SUBKEYS)?;
         let count = count
             .checked_add(1)
@@ -1044,7 +1046,19 @@ impl Editor {
             }
         }
         if leaf.off != NIL && self.cell_capacity(leaf.off)? >= b.len() {
-            self.wr(leaf.off, 0, &b)?;
+            // Write only the span that differs (an insertion moves the entries after it).
+            let cur = self.cell_bytes(leaf.off)?;
+            let cur = &cur[..b.len()];
+            if let Some(first) = b.iter().zip(cur).position(|(x, y)| x != y) {
+                let tail = b
+                    .iter()
+                    .rev()
+                    .zip(cur.iter().rev())
+                    .position(|(x, y)| x != y);
+                let end = b.len() - tail.unwrap_or(0);
+                let span = b[first..end].to_vec();
+                self.wr(leaf.off, first as u32, &span)?;
+            }
             return Ok(leaf.off);
         }
         // Free first (the content is in `b`), so the old cell and its free neighbours can
@@ -1056,23 +1070,29 @@ impl Editor {
     }
 
     /// Position to insert `units` into a sorted leaf (error on a duplicate).
-    fn leaf_position(&self, leaf: &Leaf, units: &[u16]) -> Result<usize> {
+    /// Where `units` goes in a sorted leaf: `Ok(index)`, or `Err(nk)` of the key that has
+    /// that name already.
+    fn leaf_position(&self, leaf: &Leaf, units: &[u16]) -> Result<std::result::Result<usize, u32>> {
         let (mut lo, mut hi) = (0usize, leaf.entries.len());
         while lo < hi {
             let mid = (lo + hi) / 2;
-            let name = self.key_name_units(leaf.entries[mid].0)?;
-            match upcase::cmp_units(&name, units) {
+            let nk = leaf.entries[mid].0;
+            match self.cmp_name(nk, units)? {
                 std::cmp::Ordering::Less => lo = mid + 1,
                 std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => {
-                    return Err(Error::Invalid(format!(
-                        "a key named {:?} exists already",
-                        String::from_utf16_lossy(units)
-                    )))
-                }
+                std::cmp::Ordering::Equal => return Ok(Err(nk)),
             }
         }
-        Ok(lo)
+        Ok(Ok(lo))
+    }
+
+    /// Windows order of the name of key `nk` relative to `units`.
+    fn cmp_name(&self, nk: u32, units: &[u16]) -> Result<std::cmp::Ordering> {
+        let hive = self.hive()?;
+        let key = hive.key_at(nk)?;
+        let a = key.raw_name();
+        let a = a.units().map(upcase::upcase_unit);
+        Ok(a.cmp(units.iter().map(|&u| upcase::upcase_unit(u))))
     }
 
     fn new_leaf_kind(&self) -> ListKind {
@@ -1083,7 +1103,9 @@ impl Editor {
         }
     }
 
-    fn list_insert(&mut self, parent: u32, nk: u32, units: &[u16]) -> Result<()> {
+    /// Inserts `nk` (named `units`) into the subkey list of `parent`. Returns the offset of
+    /// an existing key with that name instead (and changes nothing) if there is one.
+    fn list_insert(&mut self, parent: u32, nk: u32, units: &[u16]) -> Result<Option<u32>> {
         let list = self.rd32(parent, NK_LIST)?;
         let count = self.rd32(parent, NK_SUBKEYS)?;
         if list == NIL || count == 0 {
@@ -1097,19 +1119,23 @@ impl Editor {
             if list != NIL && self.cell_range(list).is_ok() {
                 self.free_list_cells(list)?;
             }
-            return self.wr32(parent, NK_LIST, off);
+            self.wr32(parent, NK_LIST, off)?;
+            return Ok(None);
         }
         let top = self.read_leaf(list)?;
         if top.kind != ListKind::Ri {
             let mut leaf = top;
-            let pos = self.leaf_position(&leaf, units)?;
+            let pos = match self.leaf_position(&leaf, units)? {
+                Ok(p) => p,
+                Err(existing) => return Ok(Some(existing)),
+            };
             leaf.entries.insert(pos, (nk, hint_for(leaf.kind, units)));
             if leaf.entries.len() <= leaf_capacity(leaf.kind) {
                 let off = self.write_leaf(&leaf)?;
                 if off != list {
                     self.wr32(parent, NK_LIST, off)?;
                 }
-                return Ok(());
+                return Ok(None);
             }
             let (a, b) = self.split_leaf(leaf)?;
             let ri = Leaf {
@@ -1118,7 +1144,8 @@ impl Editor {
                 entries: vec![(a, 0), (b, 0)],
             };
             let off = self.write_leaf(&ri)?;
-            return self.wr32(parent, NK_LIST, off);
+            self.wr32(parent, NK_LIST, off)?;
+            return Ok(None);
         }
         // Index root: pick the first leaf whose last name sorts after the new name.
         let mut ri = top;
@@ -1141,7 +1168,10 @@ impl Editor {
             }
         }
         let mut leaf = self.read_leaf(ri.entries[idx].0)?;
-        let pos = self.leaf_position(&leaf, units)?;
+        let pos = match self.leaf_position(&leaf, units)? {
+            Ok(p) => p,
+            Err(existing) => return Ok(Some(existing)),
+        };
         leaf.entries.insert(pos, (nk, hint_for(leaf.kind, units)));
         if leaf.entries.len() <= leaf_capacity(leaf.kind) {
             let off = self.write_leaf(&leaf)?;
@@ -1152,7 +1182,7 @@ impl Editor {
                     self.wr32(parent, NK_LIST, r)?;
                 }
             }
-            return Ok(());
+            return Ok(None);
         }
         if ri.entries.len() >= MAX_INDEX_LEAF {
             return Err(Error::Invalid("too many subkeys under one key".into()));
@@ -1164,7 +1194,7 @@ impl Editor {
         if r != list {
             self.wr32(parent, NK_LIST, r)?;
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Splits an over-full leaf in two halves: the first keeps the leaf's cell.
