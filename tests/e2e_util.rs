@@ -829,7 +829,7 @@ pub fn log_seqs(log: &[u8]) -> Vec<u32> {
         v.push(u32::from_le_bytes(
             log[off + 12..off + 16].try_into().expect("4"),
         ));
-        if size < 512 || size % 512 != 0 {
+        if size < 512 || !size.is_multiple_of(512) {
             break;
         }
         off += size;
