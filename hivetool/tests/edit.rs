@@ -1275,3 +1275,35 @@ fn cli_refuses_dirty_hives_and_reports_stale_logs() {
         .base_block();
     assert_eq!((b.seq1, b.seq2), (501, 501));
 }
+
+#[test]
+fn corpus_cli_replay_logs_matches_windows() {
+    let Some(dir) = corpus() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    for ext in ["", ".LOG1", ".LOG2"] {
+        let name = format!("yarp-NewDirtyHive1.hive{ext}");
+        std::fs::copy(dir.join(&name), tmp.path().join(&name)).unwrap();
+    }
+    let f = tmp.path().join("yarp-NewDirtyHive1.hive");
+    let fs = f.to_str().unwrap();
+    // Editing refuses the dirty hive, --dry-run of replay-logs writes nothing.
+    assert_eq!(ht!("mkkey", fs, "X").status.code(), Some(2));
+    let before = std::fs::read(&f).unwrap();
+    assert!(ht!("replay-logs", fs, "--dry-run").status.success());
+    assert_eq!(std::fs::read(&f).unwrap(), before);
+    let o = ht!("replay-logs", fs, "--truncate-logs");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let got = std::fs::read(&f).unwrap();
+    let want = read_corpus(&dir, "yarp-NewDirtyHive1.recovered-by-Windows10.hive");
+    // Hive bins identical to what Windows 10 wrote after its own replay.
+    let hb = Hive::open(&want).unwrap().base_block().hbins_size as usize;
+    assert_eq!(got[4096..4096 + hb], want[4096..4096 + hb]);
+    check_clean(&got);
+    for ext in [".LOG1", ".LOG2"] {
+        let p = tmp.path().join(format!("yarp-NewDirtyHive1.hive{ext}"));
+        assert_eq!(std::fs::metadata(p).unwrap().len(), 0);
+    }
+    // Now the hive edits normally.
+    assert!(ht!("mkkey", fs, "X").status.success());
+    check_clean(&std::fs::read(&f).unwrap());
+}
