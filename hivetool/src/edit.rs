@@ -42,6 +42,8 @@ pub const MAX_INDEX_LEAF: usize = 1014;
 pub const MAX_KEY_NAME: usize = 255;
 /// Longest value name (UTF-16 code units).
 pub const MAX_VALUE_NAME: usize = 16383;
+/// `nk` flag: the key must not be deleted (set on hive roots).
+pub const KEY_NO_DELETE: u16 = 0x0008;
 /// Largest value data accepted (bytes). 1.3 hives store it in one cell.
 pub const MAX_VALUE_DATA: usize = 64 * 1024 * 1024;
 /// Largest hive image the editor produces (hive bins are addressed with 31-bit offsets).
@@ -1301,6 +1303,13 @@ impl Editor {
             }
             if depth > MAX_DEPTH {
                 return Err(corrupt(k, "key tree deeper than 512 levels"));
+            }
+            let flags = self.hive()?.key_at(k)?.flags();
+            if flags & KEY_NO_DELETE != 0 {
+                let name = self.hive()?.key_at(k)?.name();
+                return Err(Error::Invalid(format!(
+                    "key {name:?} (offset {k:#x}) is marked KEY_NO_DELETE; Windows refuses to delete it"
+                )));
             }
             order.push(k);
             for c in self.subkey_offsets(k)? {

@@ -1307,3 +1307,17 @@ fn corpus_cli_replay_logs_matches_windows() {
     assert!(ht!("mkkey", fs, "X").status.success());
     check_clean(&std::fs::read(&f).unwrap());
 }
+
+#[test]
+fn keys_marked_no_delete_are_kept() {
+    let mut ed = Editor::new_empty(5).unwrap();
+    ed.create_key("A").unwrap();
+    let b = ed.create_key("A\\Protected").unwrap();
+    let mut img = ed.commit(0).unwrap().data;
+    let flags_at = 4096 + b as usize + 4 + 2;
+    img[flags_at] |= 0x08; // KEY_NO_DELETE
+    let mut ed = Editor::open(img.clone(), Growth::Fixed).unwrap();
+    assert!(matches!(ed.delete_key("A"), Err(Error::Invalid(_))));
+    assert_eq!(ed.bytes(), &img[..]);
+    assert!(ed.key_offset("A\\Protected").unwrap().is_some());
+}
