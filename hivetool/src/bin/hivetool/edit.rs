@@ -58,7 +58,7 @@ pub struct EditOpts {
     /// of refusing.
     #[arg(long)]
     pub replay_logs: bool,
-    /// Print the changed byte ranges.
+    /// Print all changed byte ranges (--dry-run prints the first 40).
     #[arg(short, long)]
     pub verbose: bool,
     /// Print how long each phase took (read, open, edit, commit, save) to standard error.
@@ -498,8 +498,18 @@ fn report_commit(o: &EditOpts, out: &mut dyn Write, c: &Commit, old_len: usize) 
         c.data.len(),
         if c.grew { " (grew)" } else { "" }
     )?;
-    if o.verbose || o.dry_run {
+    if o.verbose {
         write!(out, "{}", format_ranges(&c.changed))?;
+    } else if o.dry_run {
+        let shown = c.changed.len().min(MAX_DESCRIBE);
+        write!(out, "{}", format_ranges(&c.changed[..shown]))?;
+        if c.changed.len() > shown {
+            writeln!(
+                out,
+                "  ... and {} more ranges (-v shows all)",
+                c.changed.len() - shown
+            )?;
+        }
     }
     Ok(())
 }
