@@ -5,7 +5,8 @@
 //!
 //! * header `Windows Registry Editor Version 5.00` or `REGEDIT4` (first non-empty line);
 //! * text encoding: UTF-16LE with BOM (regedit's default), UTF-16BE with BOM, UTF-8 with or
-//!   without BOM; input that is not valid UTF-8 is read as Latin-1;
+//!   without BOM; in input that is not valid UTF-8, each line that is not valid UTF-8 is read
+//!   as Latin-1 (hivexregedit writes Latin-1 lines and UTF-8 lines in one file);
 //! * `[KEY]` creates a key (and its missing parents), `[-KEY]` deletes it with its subtree
 //!   (value lines under a deleted key are ignored, like regedit);
 //! * `"name"=...` and `@=...` (default value); `"name"=-` deletes a value;
@@ -110,7 +111,8 @@ pub struct ImportStats {
     pub values_deleted: usize,
 }
 
-/// Decodes the text of a `.reg` file (BOM-detected UTF-16LE/BE or UTF-8, else Latin-1).
+/// Decodes the text of a `.reg` file (BOM-detected UTF-16LE/BE, or UTF-8; lines that are not
+/// UTF-8 as Latin-1).
 pub fn decode_text(bytes: &[u8]) -> Result<String> {
     let utf16 = |b: &[u8], le: bool| -> Result<String> {
         let units: Vec<u16> = b
@@ -135,10 +137,19 @@ pub fn decode_text(bytes: &[u8]) -> Result<String> {
         return utf16(b, false);
     }
     let b = bytes.strip_prefix(&[0xEF, 0xBB, 0xBF]).unwrap_or(bytes);
-    match std::str::from_utf8(b) {
-        Ok(s) => Ok(s.to_string()),
-        Err(_) => Ok(b.iter().map(|&c| char::from(c)).collect()),
+    if let Ok(s) = std::str::from_utf8(b) {
+        return Ok(s.to_string());
     }
+    // Not UTF-8 as a whole: decide per line (hivexregedit prints each line either in Latin-1,
+    // when all its characters are <= U+00FF, or in UTF-8).
+    let mut out = String::with_capacity(b.len());
+    for line in b.split_inclusive(|&c| c == b'\n') {
+        match std::str::from_utf8(line) {
+            Ok(s) => out.push_str(s),
+            Err(_) => out.extend(line.iter().map(|&c| char::from(c))),
+        }
+    }
+    Ok(out)
 }
 
 fn syntax(line: usize, reason: impl Into<String>) -> Error {

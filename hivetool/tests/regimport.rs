@@ -99,6 +99,12 @@ fn round_trip_regedit_and_hivex_formats() {
             regfile::import(&mut ed, &text, &opts).unwrap();
             let out = ed.commit(0).unwrap().data;
             check_clean(&out);
+            // The content survives, not only the text (a Latin-1 misreading of UTF-8 names
+            // would give the same hivex-format text): compare keys and values.
+            assert!(
+                content(&src) == content(&out),
+                "{format:?} {prefix:?}: content differs"
+            );
             let again = export_text(&out, format, prefix);
             assert!(
                 text == again,
@@ -107,6 +113,31 @@ fn round_trip_regedit_and_hivex_formats() {
             );
         }
     }
+}
+
+/// Every key path and every (key path, value name, type, data), order-independent.
+fn content(data: &[u8]) -> std::collections::BTreeSet<(String, String, u32, Vec<u8>)> {
+    let hive = Hive::open(data).unwrap();
+    let mut out = std::collections::BTreeSet::new();
+    let mut stack = vec![(hive.root().unwrap(), String::new())];
+    while let Some((k, path)) = stack.pop() {
+        out.insert((path.clone(), String::from("<key>"), 0, Vec::new()));
+        for v in k.values().unwrap() {
+            let v = v.unwrap();
+            out.insert((
+                path.clone(),
+                v.name(),
+                v.data_type(),
+                v.data().unwrap().into_owned(),
+            ));
+        }
+        for c in k.subkeys().unwrap() {
+            let c = c.unwrap();
+            let p = format!("{path}\\{}", c.name());
+            stack.push((c, p));
+        }
+    }
+    out
 }
 
 fn first_diff(a: &[u8], b: &[u8]) -> String {
