@@ -9,6 +9,8 @@ use hivetool::export::{export, ExportOptions, Format};
 use hivetool::{Hive, Key};
 use libfuzzer_sys::fuzz_target;
 
+/// Visits keys and values; `budget` counts every list entry visited (errors included), so shared lists
+/// (which this naive walker does not detect) cannot make the work quadratic.
 fn walk(k: Key<'_>, depth: usize, budget: &mut usize) {
     if depth > hivetool::hive::MAX_DEPTH || *budget == 0 {
         return;
@@ -17,15 +19,26 @@ fn walk(k: Key<'_>, depth: usize, budget: &mut usize) {
     let _ = k.name();
     let _ = k.class_name();
     if let Ok(values) = k.values() {
-        for v in values.flatten() {
+        for v in values {
+            if *budget == 0 {
+                return;
+            }
+            *budget -= 1;
+            let Ok(v) = v else { continue };
             let _ = v.name();
             let _ = v.decoded();
             let _ = v.data_lossy();
         }
     }
     if let Ok(subs) = k.subkeys() {
-        for s in subs.flatten() {
-            walk(s, depth + 1, budget);
+        for s in subs {
+            if *budget == 0 {
+                return;
+            }
+            match s {
+                Ok(s) => walk(s, depth + 1, budget),
+                Err(_) => *budget -= 1,
+            }
         }
     }
 }
