@@ -337,6 +337,9 @@ impl Editor {
     }
 
     /// Looks up a key offset by path (relative to the root, `\`-separated; empty = root).
+    ///
+    /// Key offsets stay valid until that key (or an ancestor) is deleted: nk cells never
+    /// move, but a freed cell can be reused for something else.
     pub fn key_offset(&self, path: &str) -> Result<Option<u32>> {
         let hive = self.hive()?;
         let mut key = hive.key_at(self.root)?;
