@@ -13,13 +13,15 @@
 //!   them (Latin-1 when every character is ≤ U+00FF, UTF-8 otherwise).
 //!
 //! Output is streamed to any [`Write`]; memory is bounded by the largest key (its names and
-//! values), not by the hive. Every key is visited at most once (a bitmap over cell offsets), so a
-//! hive whose lists form a cycle gives an error instead of endless output.
+//! values), not by the hive. Every key, value list, value and data cell is visited at most once
+//! (a bitmap over cell offsets), so a hive whose lists form a cycle or share cells gives an
+//! error instead of endless or multiplied output.
 
 use std::io::Write;
 
+use crate::base::NIL;
 use crate::error::Result;
-use crate::hive::{corrupt, reg_type, Hive, Key, MAX_DEPTH};
+use crate::hive::{corrupt, reg_type, Hive, Key, Storage, MAX_DEPTH};
 
 /// Which `.reg` dialect to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -145,20 +147,45 @@ fn escape(s: &str) -> String {
 }
 
 impl<W: Write> Exporter<W> {
-    fn mark(&mut self, off: u32) -> Result<()> {
+    /// Marks a cell as exported; a second visit is an error (a cycle, or structures shared
+    /// between keys or values, which would multiply the output). Offsets the reader will reject
+    /// anyway (unaligned, outside the bins) are left to its precise error.
+    fn mark(&mut self, off: u32, what: &str) -> Result<()> {
+        if !off.is_multiple_of(8) {
+            return Ok(());
+        }
         let i = (off / 8) as usize;
         let (w, b) = (i / 64, i % 64);
         match self.seen.get_mut(w) {
             Some(word) if *word & (1 << b) != 0 => Err(corrupt(
                 off,
-                "key reached twice while exporting (cycle or shared subkey)",
+                format!("{what} reached twice while exporting (cycle or shared cell)"),
             )),
             Some(word) => {
                 *word |= 1 << b;
                 Ok(())
             }
-            None => Err(corrupt(off, "key offset outside the hive bins")),
+            None => Ok(()),
         }
+    }
+
+    /// Marks a value's vk and data cells.
+    fn mark_value(&mut self, v: &crate::Value<'_>) -> Result<()> {
+        self.mark(v.offset(), "value")?;
+        match v.storage() {
+            Storage::Cell(o) | Storage::BigData(o) if v.data_size() > 0 => {
+                self.mark(o, "value data")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Marks a key's value list.
+    fn mark_value_list(&mut self, key: &Key<'_>) -> Result<()> {
+        if key.value_count() > 0 && key.value_list_offset() != NIL {
+            self.mark(key.value_list_offset(), "value list")?;
+        }
+        Ok(())
     }
 
     fn key(&mut self, key: &Key<'_>, depth: usize) -> Result<()> {
@@ -168,7 +195,8 @@ impl<W: Write> Exporter<W> {
                 format!("key tree deeper than {MAX_DEPTH}"),
             ));
         }
-        self.mark(key.offset())?;
+        self.mark(key.offset(), "key")?;
+        self.mark_value_list(key)?;
         match self.format {
             Format::Hivex => self.hivex_key(key)?,
             Format::Regedit => self.regedit_key(key)?,
@@ -212,6 +240,7 @@ impl<W: Write> Exporter<W> {
         let mut values = Vec::new();
         for v in key.values()? {
             let v = v?;
+            self.mark_value(&v)?;
             let data = v.data_lossy()?;
             values.push((v.name(), v.data_type(), data));
         }
@@ -255,6 +284,7 @@ impl<W: Write> Exporter<W> {
         let mut line = String::new();
         for v in key.values()? {
             let v = v?;
+            self.mark_value(&v)?;
             let data = v.data_lossy()?;
             line.clear();
             let name = v.name();

@@ -362,3 +362,30 @@ fn tree_deeper_than_512() {
     let e = export(&h, "", &ExportOptions::default(), std::io::sink()).unwrap_err();
     assert!(e.to_string().contains("deeper than 512"), "{e}");
 }
+
+#[test]
+fn shared_value_list_and_data_cells() {
+    let tree = TKey::new("r")
+        .sub(TKey::new("a").value("x", 3, &[1; 64]))
+        .sub(TKey::new("b").value("y", 3, &[2; 64]));
+    let d0 = build(&tree, 5);
+    let (a, b) = (key_off(&d0, "a"), key_off(&d0, "b"));
+    // b uses a's value list.
+    let mut d = d0.clone();
+    let list = get32(&d, at(a, 40));
+    put32(&mut d, at(b, 40), list);
+    assert!(kinds(&d).contains(&ProblemKind::Shared));
+    let h = Hive::open(&d).unwrap();
+    let e = export(&h, "", &ExportOptions::default(), std::io::sink()).unwrap_err();
+    assert!(e.to_string().contains("value list reached twice"), "{e}");
+    // y's data cell is x's.
+    let mut d = d0.clone();
+    let h = Hive::open(&d0).unwrap();
+    let x = h.key("a").unwrap().unwrap().value("x").unwrap().unwrap();
+    let y = h.key("b").unwrap().unwrap().value("y").unwrap().unwrap();
+    put32(&mut d, at(y.offset(), 8), x.data_offset());
+    assert!(kinds(&d).contains(&ProblemKind::Shared));
+    let h = Hive::open(&d).unwrap();
+    let e = export(&h, "", &ExportOptions::default(), std::io::sink()).unwrap_err();
+    assert!(e.to_string().contains("value data reached twice"), "{e}");
+}
