@@ -109,6 +109,22 @@ fn corpus_win10_dirty_hive_with_logs() {
     let plan = plan_of(&img, &["--replay-logs"]);
     assert!(!plan.is_empty());
     let code = exit_for(&img, &["--replay-logs"]);
+    let sha0 = sha256_file(&img);
+
+    // First as a copy (no journal involved), then in place: both must be the yarp-recovered
+    // hive plus exactly the plan, clean above every log sequence.
+    let out = dir.join("copy.img");
+    let r = imgprep(&["strip-lwf", "--replay-logs", s(&img), "--output", s(&out)]);
+    assert_eq!(
+        r.code,
+        code,
+        "--replay-logs --output: {}{}",
+        r.out(),
+        r.stderr
+    );
+    assert_eq!(sha256_file(&img), sha0, "--output modified the image");
+    check_replayed(&out, p, dir, &hive, &log1, &log2, &yarp, &plan);
+
     let r = imgprep(&["strip-lwf", "--replay-logs", s(&img)]);
     assert_eq!(
         r.code,
@@ -117,16 +133,38 @@ fn corpus_win10_dirty_hive_with_logs() {
         r.out(),
         r.stderr
     );
+    check_replayed(&img, p, dir, &hive, &log1, &log2, &yarp, &plan);
+    let out_len = std::fs::metadata(&out).expect("stat").len();
+    assert!(
+        read_at(&img, 0, out_len) == std::fs::read(&out).expect("read copy"),
+        "in place vs --output differ over the copy range"
+    );
+    let r = imgprep(&["undo", s(&img)]);
+    assert_eq!(r.code, 0, "undo: {}", r.stderr);
+    assert_eq!(sha256_file(&img), sha0, "undo is not byte-identical");
+}
 
+#[allow(clippy::too_many_arguments)]
+fn check_replayed(
+    img: &Path,
+    p: Part,
+    dir: &Path,
+    hive: &[u8],
+    log1: &[u8],
+    log2: &[u8],
+    yarp: &[u8],
+    plan: &[PlanChange],
+) {
+    let (s1, s2) = seqs(hive);
     let part = dir.join("w.part");
-    extract(&img, p, &part);
+    extract(img, p, &part);
     let after_hive = ntfscat(&part, SYSTEM_PATH).expect("ntfscat");
     assert_eq!(after_hive.len(), hive.len(), "hive file size changed");
     let (a, b) = seqs(&after_hive);
     assert_eq!(a, b, "result must be clean");
     let mut all = vec![s1, s2];
-    all.extend(log_seqs(&log1));
-    all.extend(log_seqs(&log2));
+    all.extend(log_seqs(log1));
+    all.extend(log_seqs(log2));
     let max = all.iter().copied().max().expect("seqs");
     assert!(max >= 2130, "log entries up to 2130 expected, saw {max}");
     assert!(
@@ -134,16 +172,17 @@ fn corpus_win10_dirty_hive_with_logs() {
         "sequence {a} must be above every log sequence ({max})"
     );
     // The logs in the image, whatever imgprep did with them, hold nothing newer.
-    for l in [&l1, &l2] {
-        if let Some(bytes) = ntfscat(&part, l) {
+    for l in ["LOG1", "LOG2"] {
+        let l = format!("{SYSTEM_PATH}.{l}");
+        if let Some(bytes) = ntfscat(&part, &l) {
             for q in log_seqs(&bytes) {
                 assert!(q < a, "{l}: sequence {q} not below the hive's {a}");
             }
         }
     }
-    let want = parse_reg(&hivex_export(&yarp, dir));
+    let want = parse_reg(&hivex_export(yarp, dir));
     let got = parse_reg(&hivex_export(&after_hive, dir));
-    let sum = assert_diff_is_plan(&want, &got, &plan);
+    let sum = assert_diff_is_plan(&want, &got, plan);
     assert!(sum.multi_sz_filter_lists >= 1, "{sum:?}");
     assert_ntfsfix_clean(&part);
 }
