@@ -105,6 +105,27 @@ fn sample_flow(name: &str) -> Summary {
     let after = parse_reg(&hivex_export(&hive_after, dir));
     let sum = assert_diff_is_plan(&before, &after, &plan);
     assert_ntfsfix_clean(&after_part);
+    // check agrees: ready, or not-ready only for a blocking filter strip-lwf leaves alone.
+    let r = imgprep(&["check", "--json", s(&img)]);
+    let v = r.json();
+    assert_eq!(r.code, expect_code, "{name}: check after strip-lwf: {v}");
+    assert_eq!(
+        v["verdict"],
+        if expect_code == 0 {
+            "ready"
+        } else {
+            "not-ready"
+        },
+        "{v}"
+    );
+    assert!(
+        v["reasons"]
+            .as_array()
+            .expect("reasons")
+            .iter()
+            .all(|r| r["kind"] == "blocking-filter"),
+        "{name}: check after strip-lwf: {v}"
+    );
     // Already prepared now: a second dry run plans nothing.
     assert!(
         plan_of(&img, &[]).is_empty(),
@@ -155,6 +176,16 @@ fn sample_flow(name: &str) -> Summary {
         "{name}: --output - differs from --output FILE"
     );
     assert_eq!(sfdisk_parts(&out), sfdisk_parts(&img), "{name}: partitions");
+    // `export --prepare` is the same stream.
+    let ex = dir.join("export.img");
+    let r = imgprep(&["export", s(&img), "--prepare", "-o", s(&ex)]);
+    // (export exits 0 even when a blocker remains; strip-lwf exits 1 then.)
+    assert_eq!(r.code, 0, "{name}: export --prepare: {}", r.stderr);
+    assert!(
+        std::fs::read(&ex).expect("read export") == out_bytes,
+        "{name}: export --prepare differs from strip-lwf --output"
+    );
+    assert_eq!(sha256_file(&img), sha0, "{name}: export modified the image");
 
     if range["range"]["scheme"] == "gpt" {
         assert_sgdisk_clean(&out);
