@@ -69,6 +69,7 @@ fn corpus_win7_fragmented_real_hive() {
     let (a, b) = seqs(&after_hive);
     assert_eq!(a, b, "hive left dirty");
     assert!(a > seqs(&hive).0.max(seqs(&hive).1));
+    assert_structure_kept(&hive, &after_hive, "Windows 7 real hive");
     let after = parse_reg(&hivex_export(&after_hive, dir));
     let sum = assert_diff_is_plan(&before, &after, &plan);
     assert!(sum.multi_sz_filter_lists >= 1, "{sum:?}");
@@ -180,6 +181,7 @@ fn check_replayed(
             }
         }
     }
+    assert_structure_kept(yarp, &after_hive, "Windows 10 replayed hive");
     let want = parse_reg(&hivex_export(yarp, dir));
     let got = parse_reg(&hivex_export(&after_hive, dir));
     let sum = assert_diff_is_plan(&want, &got, plan);

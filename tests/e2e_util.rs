@@ -836,3 +836,21 @@ pub fn log_seqs(log: &[u8]) -> Vec<u32> {
     }
     v
 }
+
+/// Problems `hivetool check` finds in a hive (u64::MAX when it does not open).
+pub fn hive_problems(bytes: &[u8]) -> u64 {
+    match hivetool::Hive::open(bytes) {
+        Ok(h) => hivetool::check::check(&h).problem_count,
+        Err(_) => u64::MAX,
+    }
+}
+
+/// The edited hive is structurally no worse than the one it came from (clean stays clean).
+pub fn assert_structure_kept(before: &[u8], after: &[u8], what: &str) {
+    let (b, a) = (hive_problems(before), hive_problems(after));
+    assert!(a != u64::MAX, "{what}: the result does not open");
+    assert!(
+        a <= b,
+        "{what}: hivetool check finds {a} problems, {b} before"
+    );
+}

@@ -102,6 +102,7 @@ fn sample_flow(name: &str) -> Summary {
     let (a, b) = seqs(&hive_after);
     assert_eq!(a, b, "{name}: hive left dirty");
     assert!(a > seqs(&hive_before).0, "{name}: sequence not advanced");
+    assert_structure_kept(&hive_before, &hive_after, name);
     let after = parse_reg(&hivex_export(&hive_after, dir));
     let sum = assert_diff_is_plan(&before, &after, &plan);
     assert_ntfsfix_clean(&after_part);
