@@ -641,8 +641,8 @@ fn inspect(a: Inspect) -> Result<u8> {
         writeln!(out, "\n{} ({}):", cs.name, cs.roles.join(", "))?;
         writeln!(
             out,
-            "  {:<4} {:<5} {:<40} {:<10} {:<14} {}",
-            "NIC", "boot", "description", "chars", "service", "Start/BootFlags"
+            "  {:<4} {:<5} {:<40} {:<10} {:<14} Start/BootFlags",
+            "NIC", "boot", "description", "chars", "service"
         )?;
         for n in &cs.nics {
             let svc = n.service.clone().unwrap_or_default();
@@ -983,7 +983,7 @@ fn parse_data(ty: ValueType, data: &[String]) -> Result<(u32, Vec<u8>)> {
                 .chars()
                 .filter(|c| !matches!(c, ',' | ' ' | ':'))
                 .collect();
-            if hex.len() % 2 != 0 {
+            if !hex.len().is_multiple_of(2) {
                 bail!("binary data needs an even number of hex digits");
             }
             let bytes = (0..hex.len() / 2)
