@@ -932,11 +932,12 @@ fn utf16_lossy(bytes: &[u8]) -> String {
     if pairs.clone().all(|c| c[1] == 0 && c[0] < 0x80) {
         return ascii_string(pairs.map(|c| c[0]).collect());
     }
+    // Non-ASCII: widestring's lossy UTF-16 decoder (unpaired surrogates become U+FFFD, as
+    // regedit shows them).
     let mut s = String::with_capacity(bytes.len());
-    s.extend(
-        char::decode_utf16(pairs.map(|c| u16::from_le_bytes([c[0], c[1]])))
-            .map(|r| r.unwrap_or('\u{FFFD}')),
-    );
+    s.extend(widestring::decode_utf16_lossy(
+        pairs.map(|c| u16::from_le_bytes([c[0], c[1]])),
+    ));
     s
 }
 
