@@ -329,6 +329,41 @@ pub fn diff_ranges(a: &[u8], b: &[u8]) -> Vec<Range<u64>> {
     out
 }
 
+#[cfg(test)]
+mod tests {
+    use super::{coalesce, diff_ranges};
+
+    #[test]
+    fn diffs_and_merging() {
+        let a = vec![0u8; 10_000];
+        let mut b = a.clone();
+        b[5] = 1;
+        b[6] = 1;
+        b[300] = 2;
+        b[9_000] = 3;
+        let d = diff_ranges(&a, &b);
+        assert_eq!(d, vec![5..7, 300..301, 9_000..9_001]);
+        assert_eq!(coalesce(d, 512), vec![5..301, 9_000..9_001]);
+        assert_eq!(diff_ranges(&a, &a), vec![]);
+        assert_eq!(diff_ranges(&a[..10], &b[..12]), vec![5..7, 10..12]);
+    }
+}
+
+/// Changed ranges closer than this are written as one patch.
+pub const PATCH_MERGE_GAP: u64 = 256;
+
+/// Merges sorted ranges separated by fewer than `gap` bytes.
+pub fn coalesce(ranges: Vec<Range<u64>>, gap: u64) -> Vec<Range<u64>> {
+    let mut out: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match out.last_mut() {
+            Some(last) if r.start <= last.end.saturating_add(gap) => last.end = last.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
 fn map_hive_error(e: hivetool::Error, hive_path: &str) -> anyhow::Error {
     match e {
         hivetool::Error::NoSpace { missing } => Refused::new(
@@ -532,7 +567,9 @@ pub fn edit_hive(
         )
         .into());
     }
-    let changes = diff_ranges(&hive.bytes, &commit.data);
+    // Byte-exact differences, merged across short unchanged gaps (rewriting a few equal bytes
+    // costs nothing and keeps a log replay's thousands of small changes to few patches).
+    let changes = coalesce(diff_ranges(&hive.bytes, &commit.data), PATCH_MERGE_GAP);
     for r in &changes {
         let pieces = hive
             .extents
