@@ -224,7 +224,7 @@ fn strip_lwf(a: StripLwf) -> Result<u8> {
     let img = open_windows(&a.image)?;
     let hive = img.hive("SYSTEM")?;
     let opts = a.sel.prepare_options();
-    let prepared = prepare::prepare(&img, &hive, &opts)?;
+    let prepared = prepare::prepare(&img, hive, &opts)?;
     let stdout = std::io::stdout();
     let to_stdout = a.output.as_deref() == Some(Path::new("-"));
     // When the image goes to stdout, the report goes to stderr.
@@ -243,7 +243,7 @@ fn strip_lwf(a: StripLwf) -> Result<u8> {
                 r.seq_range
                     .map(|(x, y)| format!(" (sequence {x}..{y})"))
                     .unwrap_or_default(),
-                hive.path
+                prepared.hive_path
             )?;
         }
         for n in &prepared.plan.nics {
@@ -282,7 +282,7 @@ fn strip_lwf(a: StripLwf) -> Result<u8> {
                 "{} {} change(s) in {} ({} bytes in {} patch(es), sequence {}/{} -> {}):",
                 if a.dry_run { "Would make" } else { "Making" },
                 prepared.plan.changes.len(),
-                hive.path,
+                prepared.hive_path,
                 prepared.edit.bytes_changed(),
                 prepared.edit.patches.len(),
                 prepared.seq_before.0,
@@ -360,6 +360,9 @@ fn strip_lwf(a: StripLwf) -> Result<u8> {
         serde_json::to_writer_pretty(&mut out, &rep)?;
         writeln!(out)?;
     }
+    // The process ends now: let the OS reclaim the hive buffers instead of unmapping them one
+    // by one (a measurable part of a 12 MiB run).
+    std::mem::forget(prepared);
     Ok(if ready { EXIT_OK } else { EXIT_NOT_READY })
 }
 
@@ -429,7 +432,7 @@ fn check(a: Check) -> Result<u8> {
             return Ok(());
         }
         // Try the whole edit in memory: a plan that does not fit is unsafe too.
-        match prepare::prepare(&img, &hive, &a.sel.prepare_options()) {
+        match prepare::prepare(&img, hive, &a.sel.prepare_options()) {
             Ok(p) => {
                 for b in &p.plan.blockers {
                     // Only blocking filters remain here; the other blockers are refusals.
@@ -786,7 +789,7 @@ fn export_cmd(a: Export) -> Result<u8> {
     let (disk, patches, prepared) = if a.prepare {
         let img = open_windows(&a.image)?;
         let hive = img.hive("SYSTEM")?;
-        let p = prepare::prepare(&img, &hive, &a.sel.prepare_options())?;
+        let p = prepare::prepare(&img, hive, &a.sel.prepare_options())?;
         for b in &p.plan.blockers {
             eprintln!("imgprep: BLOCKER: {}", b.message);
         }

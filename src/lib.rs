@@ -30,7 +30,7 @@
 //! let hive = img.hive("SYSTEM")?;
 //! assert!(prepare::safety(&img, &hive, false).is_safe());
 //!
-//! let prepared = prepare::prepare(&img, &hive, &PrepareOptions::default())?;
+//! let prepared = prepare::prepare(&img, hive, &PrepareOptions::default())?;
 //! for change in &prepared.plan.changes {
 //!     println!("{}: {} -> {}", change.path, change.old, change.new);
 //! }

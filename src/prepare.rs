@@ -329,9 +329,21 @@ pub fn diff_ranges(a: &[u8], b: &[u8]) -> Vec<Range<u64>> {
     out
 }
 
+/// Merges sorted ranges at most [`MERGE_GAP`] bytes apart.
+pub fn merge_ranges(ranges: impl IntoIterator<Item = Range<u64>>) -> Vec<Range<u64>> {
+    let mut out: Vec<Range<u64>> = Vec::new();
+    for r in ranges {
+        match out.last_mut() {
+            Some(last) if r.start <= last.end + MERGE_GAP => last.end = last.end.max(r.end),
+            _ => out.push(r),
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{coalesce, diff_ranges};
+    use super::{diff_ranges, merge_ranges};
 
     #[test]
     fn diffs_and_merging() {
@@ -343,25 +355,16 @@ mod tests {
         b[9_000] = 3;
         let d = diff_ranges(&a, &b);
         assert_eq!(d, vec![5..7, 300..301, 9_000..9_001]);
-        assert_eq!(coalesce(d, 512), vec![5..301, 9_000..9_001]);
+        b[320] = 4; // within MERGE_GAP of 300
+        assert_eq!(diff_ranges(&a, &b), vec![5..7, 300..321, 9_000..9_001]);
         assert_eq!(diff_ranges(&a, &a), vec![]);
+        assert_eq!(
+            merge_ranges([0..2, 10..12, 100..101]),
+            vec![0..12, 100..101]
+        );
         assert_eq!(diff_ranges(&a[..10], &b[..12]), vec![5..7, 10..12]);
+        let _ = &mut b;
     }
-}
-
-/// Changed ranges closer than this are written as one patch.
-pub const PATCH_MERGE_GAP: u64 = 256;
-
-/// Merges sorted ranges separated by fewer than `gap` bytes.
-pub fn coalesce(ranges: Vec<Range<u64>>, gap: u64) -> Vec<Range<u64>> {
-    let mut out: Vec<Range<u64>> = Vec::with_capacity(ranges.len());
-    for r in ranges {
-        match out.last_mut() {
-            Some(last) if r.start <= last.end.saturating_add(gap) => last.end = last.end.max(r.end),
-            _ => out.push(r),
-        }
-    }
-    out
 }
 
 fn map_hive_error(e: hivetool::Error, hive_path: &str) -> anyhow::Error {
@@ -413,13 +416,22 @@ pub fn apply_ops(ed: &mut Editor, ops: &[RegOp]) -> hivetool::Result<()> {
 
 /// Plans the preparation and computes the disk patches. Refuses (with a [`Refused`] error)
 /// when the image is not safe to edit.
-pub fn prepare(img: &WindowsImage, hive: &HiveFile, opts: &PrepareOptions) -> Result<Prepared> {
+///
+/// Takes the hive by value: a clean hive's bytes become the editor's working copy without
+/// being copied (a SYSTEM hive is 10–100 MiB).
+pub fn prepare(img: &WindowsImage, mut hive: HiveFile, opts: &PrepareOptions) -> Result<Prepared> {
+    let hive = &mut hive;
     let s = safety(img, hive, opts.replay_logs);
     if let Some(r) = first_refusal(&s.problems) {
         return Err(r.into());
     }
     let base = BaseBlock::parse(&hive.bytes).map_err(|e| anyhow!("{}: {e}", hive.path))?;
-    let (working, replay) = recover_hive(hive, opts.replay_logs)?;
+    let (working, replay) = if base.is_dirty() {
+        recover_hive(hive, opts.replay_logs)?
+    } else {
+        // The editor reports its exact changes, so the original bytes are not needed.
+        (std::mem::take(&mut hive.bytes), None)
+    };
     let view = Hive::open(&working).map_err(|e| anyhow!("{}: {e}", hive.path))?;
     let p = plan::plan(&view, &opts.plan)?;
     // Blockers that make the image unbootable whatever we edit: refuse before writing.
@@ -542,12 +554,21 @@ pub fn edit_hive(
         hive_changes: Vec::new(),
         patches: Vec::new(),
         allowed: Vec::new(),
-        new_hive: hive.bytes.clone(),
+        new_hive: Vec::new(),
     };
     if ops.is_empty() && out.replay.is_none() {
+        out.new_hive = working;
         return Ok(out);
     }
     let logs = log_refs(hive);
+    // `hive.bytes` may have been moved into `working` (clean hive, see [`prepare`]).
+    let original: &[u8] = if hive.bytes.is_empty() {
+        &working
+    } else {
+        &hive.bytes
+    };
+    let min_seq = hivetool::log::max_sequence(original, &logs).saturating_add(1);
+    let file_len = hive.extents.data_size;
     let mut ed = if out.replay.is_some() {
         Editor::open_recovered(working, Growth::Fixed)
     } else {
@@ -556,20 +577,25 @@ pub fn edit_hive(
     .map_err(|e| map_hive_error(e, &hive.path))?;
     ed.set_clock(clock);
     apply_ops(&mut ed, ops).map_err(|e| map_hive_error(e, &hive.path))?;
-    let min_seq = hivetool::log::max_sequence(&hive.bytes, &logs).saturating_add(1);
     let commit = ed
         .commit(min_seq)
         .map_err(|e| map_hive_error(e, &hive.path))?;
-    if commit.data.len() != hive.bytes.len() {
+    // The committed image must open as a clean hive before anything is written.
+    Hive::open(&commit.data).map_err(|e| anyhow!("the edited {} does not open: {e}", hive.path))?;
+    if commit.data.len() as u64 != file_len {
         return Err(Refused::new(
             Refusal::NoSpace,
             format!("the edited {} would change the file's size", hive.path),
         )
         .into());
     }
-    // Byte-exact differences, merged across short unchanged gaps (rewriting a few equal bytes
-    // costs nothing and keeps a log replay's thousands of small changes to few patches).
-    let changes = coalesce(diff_ranges(&hive.bytes, &commit.data), PATCH_MERGE_GAP);
+    // The bytes that differ from the file on disk: the editor's own changes, or (after a log
+    // replay, which changes more) a diff against the file; merged across short unchanged gaps.
+    let changes = if out.replay.is_none() {
+        merge_ranges(commit.changed.iter().map(|r| r.start as u64..r.end as u64))
+    } else {
+        diff_ranges(&hive.bytes, &commit.data)
+    };
     for r in &changes {
         let pieces = hive
             .extents
@@ -666,17 +692,41 @@ pub fn apply_in_place(
         },
     )
     .with_context(|| format!("writing {}", image_path.display()))?;
-    // Verify through a fresh open: the hive read back through NTFS must equal what we meant.
+    // Verify through a fresh open: map the hive again through NTFS and read back its base
+    // block and every changed range from the image; they must equal the bytes meant.
     let img = WindowsImage::open(image_path, open)?;
-    let back = img.hive(hive_name)?;
-    if back.bytes != edit.new_hive {
-        anyhow::bail!(
-            "verification failed: the {hive_name} hive read back from {} differs from the one \
-             written; run `imgprep undo {}`",
-            image_path.display(),
-            image_path.display()
-        );
+    let path = format!(r"{}\{hive_name}", crate::image::CONFIG_DIR);
+    let fx = img
+        .volume()
+        .file_extents(&path)
+        .map_err(|e| anyhow!("verification: {path}: {e}"))?;
+    let base_len = 4096u64.min(edit.new_hive.len() as u64);
+    let base_block = 0..base_len;
+    for r in std::iter::once(base_block).chain(edit.hive_changes.iter().cloned()) {
+        let mut at = r.start as usize;
+        for (disk, len) in fx
+            .map_range(r.clone())
+            .map_err(|e| anyhow!("verification: {path}: {e}"))?
+        {
+            let mut buf = vec![0u8; len as usize];
+            diskimg::ReadAt::read_exact_at(img.disk().file(), &mut buf, disk)
+                .with_context(|| format!("verification: reading back {}", image_path.display()))?;
+            if buf[..] != edit.new_hive[at..at + len as usize] {
+                anyhow::bail!(
+                    "verification failed: {path} bytes {}..{} read back from {} differ from \
+                     those written; run `imgprep undo {}`",
+                    at,
+                    at + len as usize,
+                    image_path.display(),
+                    image_path.display()
+                );
+            }
+            at += len as usize;
+        }
     }
-    Hive::open(&back.bytes).map_err(|e| anyhow!("verification: the written hive: {e}"))?;
+    let base = BaseBlock::parse(&edit.new_hive)?;
+    if base.is_dirty() {
+        anyhow::bail!("verification: the written {path} is not clean");
+    }
     Ok(report)
 }

@@ -477,7 +477,7 @@ fn library_api_plans_and_prepares() {
     let img = sample(d.path(), "win7-mbr");
     let w = WindowsImage::open(&img, OpenOptions::default()).expect("open");
     let hive = w.hive("SYSTEM").expect("hive");
-    let prepared = imgprep::prepare::prepare(&w, &hive, &Default::default()).expect("prepare");
+    let prepared = imgprep::prepare::prepare(&w, hive, &Default::default()).expect("prepare");
     assert_eq!(prepared.plan.changes.len(), 10);
     assert!(prepared.plan.blockers.is_empty());
     assert!(!prepared.edit.patches.is_empty());
