@@ -225,6 +225,16 @@ fn strip_lwf(a: StripLwf) -> Result<u8> {
     let hive = img.hive("SYSTEM")?;
     let opts = a.sel.prepare_options();
     let prepared = prepare::prepare(&img, hive, &opts)?;
+    if a.dry_run && a.output.is_none() {
+        let j = prepare::journal_path(&a.image.image, a.journal_dir.as_deref());
+        if j.exists() && !a.replace_journal {
+            eprintln!(
+                "imgprep: note: {} exists: the real run would refuse (exit 19) until \
+                 `imgprep undo` or --replace-journal",
+                j.display()
+            );
+        }
+    }
     let stdout = std::io::stdout();
     let to_stdout = a.output.as_deref() == Some(Path::new("-"));
     // When the image goes to stdout, the report goes to stderr.
@@ -417,6 +427,19 @@ fn check(a: Check) -> Result<u8> {
             },
         };
         rep.partition = Some(img.partition().index);
+        if let Some(j) = journal::pending_journal(&a.image.image, None)? {
+            unsafe_verdict(
+                &mut rep,
+                imgprep::error::Refusal::PendingJournal.exit_code(),
+                "pending-journal",
+                format!(
+                    "{} records an interrupted write: the image may hold a mix of old and new \
+                     bytes; run `imgprep undo {}` to roll it back",
+                    j.display(),
+                    a.image.image.display()
+                ),
+            );
+        }
         match copy_range(img.disk().table()) {
             Ok(r) => rep.copy_range = Some(r),
             Err(e) => unsafe_verdict(&mut rep, 17, "bad-disk", e.to_string()),
@@ -813,6 +836,9 @@ fn export_cmd(a: Export) -> Result<u8> {
         .map_err(|e| anyhow!("{}: {e}", a.image.image.display()))?;
         (disk, Vec::new(), None)
     };
+    let blocked = prepared
+        .as_ref()
+        .is_some_and(|p| !p.plan.blockers.is_empty());
     let (rep, job) = copy_out(&disk, &patches, &a.output, &a.copy)?;
     let msg = format!(
         "exported {} ({} holes) to {}; LUN size to create: {} bytes, block size {}{}",
@@ -839,7 +865,8 @@ fn export_cmd(a: Export) -> Result<u8> {
             eprintln!("imgprep: {adv}");
         }
     }
-    Ok(EXIT_OK)
+    // Like strip-lwf: a blocking filter that stays makes the prepared copy not ready.
+    Ok(if blocked { EXIT_NOT_READY } else { EXIT_OK })
 }
 
 fn undo(a: Undo) -> Result<u8> {

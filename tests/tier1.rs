@@ -505,3 +505,40 @@ fn completions_and_man_pages() {
     assert_code(&o, 0);
     assert!(d.path().join("imgprep-strip-lwf.1").exists());
 }
+
+#[test]
+fn interrupted_write_is_detected_and_rolled_back() {
+    use diskimg::journal::{self, ApplyOptions, Fault, FaultPoint};
+    let d = tmp();
+    let img = sample(d.path(), "win7-mbr");
+    let before = sha256(&img);
+    let w = WindowsImage::open(&img, OpenOptions::default()).expect("open");
+    let hive = w.hive("SYSTEM").expect("hive");
+    let prepared = imgprep::prepare::prepare(&w, hive, &Default::default()).expect("prepare");
+    drop(w);
+    // Stop the write half-way, as a crash would.
+    let jpath = journal::default_journal_path(&img, None);
+    let err = journal::apply(
+        &img,
+        &prepared.edit.patches,
+        &prepared.edit.allowed,
+        &jpath,
+        &ApplyOptions {
+            replace: false,
+            fault: Some(Fault {
+                point: FaultPoint::AfterHalfPatches,
+                abort: false,
+            }),
+        },
+    );
+    assert!(err.is_err());
+    assert_ne!(sha256(&img), before, "half of the patches are on the image");
+    let o = imgprep(["check", "--json", p(&img)]);
+    assert_code(&o, 19);
+    let o = imgprep(["strip-lwf", p(&img)]);
+    assert_code(&o, 19);
+    assert!(stderr(&o).contains("interrupted"), "{}", stderr(&o));
+    let o = imgprep(["undo", p(&img)]);
+    assert_code(&o, 0);
+    assert_eq!(sha256(&img), before);
+}
