@@ -550,6 +550,21 @@ fn bar(out: &mut impl Write, disk: &Disk, end: u64) -> Result<()> {
     Ok(())
 }
 
+/// `Start/BootFlags` of a service (`-` when absent), marking a StartOverride key.
+fn start_flags(s: &imgprep::windows::Service) -> String {
+    let show = |v: Option<u32>| v.map_or_else(|| "-".to_string(), |v| v.to_string());
+    format!(
+        "{}/{}{}",
+        show(s.start),
+        show(s.boot_flags),
+        if s.start_override {
+            " +StartOverride"
+        } else {
+            ""
+        }
+    )
+}
+
 fn inspect(a: Inspect) -> Result<u8> {
     let img = open_windows(&a.image)?;
     let hive = img.hive("SYSTEM")?;
@@ -675,18 +690,7 @@ fn inspect(a: Inspect) -> Result<u8> {
             let st = cs
                 .services
                 .get(&svc)
-                .map(|s| {
-                    format!(
-                        "{}/{}{}",
-                        s.start.map_or("-".into(), |v| v.to_string()),
-                        s.boot_flags.map_or("-".into(), |v| v.to_string()),
-                        if s.start_override {
-                            " +StartOverride"
-                        } else {
-                            ""
-                        }
-                    )
-                })
+                .map(|s| start_flags(s))
                 .unwrap_or_default();
             writeln!(
                 out,
@@ -735,16 +739,7 @@ fn inspect(a: Inspect) -> Result<u8> {
                     "  service {:<9} {}",
                     name,
                     if svc.exists {
-                        format!(
-                            "Start {} BootFlags {}{}",
-                            svc.start.map_or("-".into(), |v| v.to_string()),
-                            svc.boot_flags.map_or("-".into(), |v| v.to_string()),
-                            if svc.start_override {
-                                " +StartOverride"
-                            } else {
-                                ""
-                            }
-                        )
+                        format!("Start/BootFlags {}", start_flags(svc))
                     } else {
                         "MISSING".into()
                     }
