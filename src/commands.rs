@@ -687,11 +687,7 @@ fn inspect(a: Inspect) -> Result<u8> {
         )?;
         for n in &cs.nics {
             let svc = n.service.clone().unwrap_or_default();
-            let st = cs
-                .services
-                .get(&svc)
-                .map(|s| start_flags(s))
-                .unwrap_or_default();
+            let st = cs.services.get(&svc).map(start_flags).unwrap_or_default();
             writeln!(
                 out,
                 "  {:<4} {:<5} {:<40} {:<10} {:<14} {}",
