@@ -171,6 +171,16 @@ fn copy_out(
         output_offset: c.output_offset,
         hash: c.sha256,
     };
+    // Before the output is opened (and truncated): it must not be the source itself.
+    if let (Ok(src), Ok(dst)) = (disk.file().metadata(), std::fs::metadata(output)) {
+        use std::os::unix::fs::MetadataExt;
+        if src.dev() == dst.dev() && src.ino() == dst.ino() {
+            bail!(
+                "{} is the source image itself: choose another output",
+                output.display()
+            );
+        }
+    }
     let job = export::build_job(disk, patches, &opts)?;
     for (p, why) in &job.full_partitions {
         eprintln!("imgprep: partition {p} copied in full (unused clusters not skipped): {why}");

@@ -542,3 +542,21 @@ fn interrupted_write_is_detected_and_rolled_back() {
     assert_code(&o, 0);
     assert_eq!(sha256(&img), before);
 }
+
+#[test]
+fn output_that_is_the_source_is_refused_before_truncating_it() {
+    let d = tmp();
+    let img = sample(d.path(), "win7-mbr");
+    let before = sha256(&img);
+    let link = d.path().join("link.img");
+    std::fs::hard_link(&img, &link).expect("hard link");
+    for args in [
+        vec!["export", p(&img), "-o", p(&img)],
+        vec!["export", p(&img), "-o", p(&link)],
+        vec!["strip-lwf", p(&img), "--output", p(&link)],
+    ] {
+        let o = imgprep(&args);
+        assert_ne!(code(&o), 0, "{args:?}");
+        assert_eq!(sha256(&img), before, "{args:?} changed the source");
+    }
+}
