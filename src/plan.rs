@@ -212,11 +212,14 @@ pub fn plan(hive: &Hive<'_>, opts: &Options) -> Result<Plan> {
                 Ok(n) => format!("ControlSet{n:03}"),
                 Err(_) => cs.clone(),
             };
-            sets.push(windows::read_control_set(
-                hive,
-                &name,
-                vec!["requested".into()],
-            )?);
+            let set = windows::read_control_set(hive, &name, vec!["requested".into()])?;
+            // The same set named twice (`1` and `ControlSet001`) is edited once.
+            if !sets
+                .iter()
+                .any(|s: &ControlSet| s.name.eq_ignore_ascii_case(&set.name))
+            {
+                sets.push(set);
+            }
         }
         info.control_sets = sets;
         info

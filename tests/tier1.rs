@@ -560,3 +560,24 @@ fn output_that_is_the_source_is_refused_before_truncating_it() {
         assert_eq!(sha256(&img), before, "{args:?} changed the source");
     }
 }
+
+#[test]
+fn control_set_named_twice_is_edited_once() {
+    let d = tmp();
+    let img = sample(d.path(), "win7-mbr");
+    let o = imgprep([
+        "strip-lwf",
+        "--dry-run",
+        "--control-set",
+        "1",
+        "--control-set",
+        "controlset001",
+        p(&img),
+    ]);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("Would make 5 change(s)"),
+        "{}",
+        stdout(&o)
+    );
+}
