@@ -1014,6 +1014,9 @@ fn parse_data(ty: ValueType, data: &[String]) -> Result<(u32, Vec<u8>)> {
                 .chars()
                 .filter(|c| !matches!(c, ',' | ' ' | ':'))
                 .collect();
+            if !hex.is_ascii() {
+                bail!("binary data: not hex: {hex}");
+            }
             if !hex.len().is_multiple_of(2) {
                 bail!("binary data needs an even number of hex digits");
             }

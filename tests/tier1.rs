@@ -581,3 +581,23 @@ fn control_set_named_twice_is_edited_once() {
         stdout(&o)
     );
 }
+
+#[test]
+fn reg_set_binary_with_non_ascii_data_is_an_error_not_a_panic() {
+    let d = tmp();
+    let img = sample(d.path(), "win7-mbr");
+    let before = sha256(&img);
+    let o = imgprep([
+        "reg",
+        p(&img),
+        "set",
+        r"HKLM\SYSTEM\Tools",
+        "Bin",
+        "--type",
+        "binary",
+        "--data",
+        "a\u{e9}b",
+    ]);
+    assert_code(&o, 2);
+    assert_eq!(sha256(&img), before);
+}
