@@ -230,7 +230,7 @@ impl WindowsImage {
         }
         let bytes = self
             .volume
-            .read_extents(&extents, MAX_HIVE_SIZE)
+            .read_extents_parallel(&extents, MAX_HIVE_SIZE)
             .with_context(|| format!("reading {path}"))?;
         let mut logs = Vec::new();
         for suffix in ["LOG1", "LOG2", "LOG"] {

@@ -261,6 +261,9 @@ fn fragmented_system_with_attribute_list() {
     let want = pattern("SYSTEM", 1 << 20);
     assert!(read_via_extents(&img, &fx) == want);
     assert!(v.read_extents(&fx, 4 << 20).unwrap() == want);
+    // Split over two threads (forced by a low threshold): the same bytes.
+    assert!(v.read_extents_parallel_from(&fx, 4 << 20, 0).unwrap() == want);
+    assert!(v.read_extents_parallel(&fx, 4 << 20).unwrap() == want);
     fx.editable().unwrap();
     // map_range: the whole file and odd pieces spanning several extents
     let all = fx.map_range(0..fx.data_size).unwrap();

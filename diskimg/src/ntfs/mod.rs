@@ -507,6 +507,9 @@ impl FileExtents {
     }
 }
 
+/// Files from this size on are read by two threads ([`Volume::read_extents_parallel`]).
+pub const PARALLEL_READ_FROM: u64 = 4 << 20;
+
 /// An opened NTFS volume inside a disk image.
 #[derive(Debug)]
 pub struct Volume<R: ReadAt> {
@@ -1362,6 +1365,92 @@ impl<R: ReadAt> Volume<R> {
         Ok(fx)
     }
 
+    /// Reads `extents` (a slice of `fx.extents`) into `out`, which holds file bytes from
+    /// `out_start` on; holes are left as they are.
+    fn read_extents_into(
+        &self,
+        fx: &FileExtents,
+        extents: &[Extent],
+        out: &mut [u8],
+        out_start: u64,
+    ) -> Result<()> {
+        for e in extents {
+            let Some(d) = e.disk_offset else { continue };
+            let Some(s) = e
+                .file_offset
+                .checked_sub(out_start)
+                .and_then(|s| usize::try_from(s).ok())
+            else {
+                return Err(ntfs_err(d, "extent before the buffer"));
+            };
+            let Some(t) = s.checked_add(e.len as usize).filter(|&t| t <= out.len()) else {
+                return Err(ntfs_err(d, "extent beyond data size"));
+            };
+            if d.saturating_add(e.len) > self.part_offset.saturating_add(self.part_len) {
+                return Err(ntfs_err(d, "extent outside the partition"));
+            }
+            self.src
+                .read_exact_at(&mut out[s..t], d)
+                .map_err(|err| Error::io(format!("reading {} at {d:#x}", fx.path), err))?;
+        }
+        Ok(())
+    }
+
+    /// [`Volume::read_extents`] with the work split over two threads for files of 4 MiB and
+    /// more (a hive of 10–100 MiB: most of the time goes to faulting in the fresh buffer, which
+    /// two cores do in about half the time).
+    pub fn read_extents_parallel(&self, fx: &FileExtents, max_len: u64) -> Result<Vec<u8>>
+    where
+        R: Sync,
+    {
+        self.read_extents_parallel_from(fx, max_len, PARALLEL_READ_FROM)
+    }
+
+    /// [`Volume::read_extents_parallel`] with the size from which two threads are used.
+    pub fn read_extents_parallel_from(
+        &self,
+        fx: &FileExtents,
+        max_len: u64,
+        parallel_from: u64,
+    ) -> Result<Vec<u8>>
+    where
+        R: Sync,
+    {
+        let plain = fx.data_size < parallel_from
+            || fx.resident
+            || fx.is_compressed()
+            || fx.is_encrypted()
+            || fx.extents.len() < 2;
+        if plain || fx.data_size > max_len {
+            return self.read_extents(fx, max_len);
+        }
+        // Split at the extent boundary nearest to the middle of the file.
+        let half = fx.data_size / 2;
+        let cut = fx
+            .extents
+            .partition_point(|e| e.file_offset.saturating_add(e.len) <= half)
+            .clamp(1, fx.extents.len() - 1);
+        let (first, second) = fx.extents.split_at(cut);
+        let split = second[0].file_offset;
+        if split == 0 || split > fx.data_size {
+            return self.read_extents(fx, max_len);
+        }
+        let mut out = vec![0u8; fx.data_size as usize];
+        let (a, b) = out.split_at_mut(split as usize);
+        let (ra, rb) = std::thread::scope(|scope| {
+            let other = scope.spawn(|| self.read_extents_into(fx, second, b, split));
+            let ra = self.read_extents_into(fx, first, a, 0);
+            (ra, other.join())
+        });
+        ra?;
+        rb.map_err(|_| ntfs_err(self.part_offset, "reader thread panicked"))??;
+        let vdl = fx.valid_data_length as usize;
+        if vdl < out.len() {
+            out[vdl..].fill(0);
+        }
+        Ok(out)
+    }
+
     /// Reads the bytes of an unnamed `$DATA` described by `fx` (resident or not; sparse holes and
     /// bytes past the valid data length read as zeros, like `ntfscat`). Refuses compressed or
     /// encrypted data and streams larger than `max_len`.
@@ -1392,19 +1481,7 @@ impl<R: ReadAt> Volume<R> {
             return Ok(v);
         }
         let mut out = vec![0u8; fx.data_size as usize];
-        for e in &fx.extents {
-            let Some(d) = e.disk_offset else { continue };
-            let s = e.file_offset as usize;
-            let Some(t) = s.checked_add(e.len as usize).filter(|&t| t <= out.len()) else {
-                return Err(ntfs_err(d, "extent beyond data size"));
-            };
-            if d.saturating_add(e.len) > self.part_offset.saturating_add(self.part_len) {
-                return Err(ntfs_err(d, "extent outside the partition"));
-            }
-            self.src
-                .read_exact_at(&mut out[s..t], d)
-                .map_err(|err| Error::io(format!("reading {} at {d:#x}", fx.path), err))?;
-        }
+        self.read_extents_into(fx, &fx.extents, &mut out, 0)?;
         let vdl = fx.valid_data_length as usize;
         if vdl < out.len() {
             out[vdl..].fill(0);
