@@ -190,8 +190,12 @@ fn copy_out(
         Out::Stdout => {
             // A File on a duplicate of fd 1: no line buffering for binary data.
             let mut f = diskimg::copy::stdout_file()?;
-            let r = export::run(disk, &job, Target::Stream(&mut f), &mut bar)?;
-            f.flush()?;
+            // A reader that goes away leaves a partial image: an error (exit 2), not the
+            // broken-pipe success `main` gives text output.
+            let cut = |m: String| anyhow!("writing the image to stdout: {m}");
+            let r = export::run(disk, &job, Target::Stream(&mut f), &mut bar)
+                .map_err(|e| cut(format!("{e:#}")))?;
+            f.flush().map_err(|e| cut(e.to_string()))?;
             r
         }
         Out::File(f) => export::run(disk, &job, Target::File(&f), &mut bar)?,

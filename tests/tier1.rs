@@ -601,3 +601,33 @@ fn reg_set_binary_with_non_ascii_data_is_an_error_not_a_panic() {
     assert_code(&o, 2);
     assert_eq!(sha256(&img), before);
 }
+
+#[test]
+fn image_stream_cut_short_is_an_error() {
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let d = tmp();
+    let img = sample(d.path(), "win7-mbr");
+    for args in [
+        vec!["export", p(&img), "-o", "-"],
+        vec!["strip-lwf", p(&img), "--output", "-"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_imgprep"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let mut out = child.stdout.take().expect("stdout");
+        let mut buf = [0u8; 4096];
+        out.read_exact(&mut buf)
+            .expect("read the start of the image");
+        drop(out);
+        let status = child.wait().expect("wait");
+        assert_eq!(
+            status.code(),
+            Some(2),
+            "{args:?}: a cut image stream is not a success"
+        );
+    }
+}
