@@ -306,7 +306,13 @@ pub fn read_select(hive: &Hive<'_>) -> Result<Select> {
 
 fn read_service(cs: &Key<'_>, name: &str) -> Result<Service> {
     let path = format!(r"Services\{name}");
-    let Some(k) = key_under(cs, &path)? else {
+    // A service is one subkey of Services: an empty or path-like name names none.
+    let k = if name.is_empty() || name.contains('\\') {
+        None
+    } else {
+        key_under(cs, &path)?
+    };
+    let Some(k) = k else {
         return Ok(Service {
             name: name.to_string(),
             ..Service::default()
@@ -388,7 +394,7 @@ pub fn read_control_set(hive: &Hive<'_>, name: &str, roles: Vec<String>) -> Resu
             let characteristics = dword(&sub, "Characteristics")?.unwrap_or(0);
             let net_cfg_instance_id = string(&sub, "NetCfgInstanceId")?;
             let service = match sub.subkey("Ndi")? {
-                Some(ndi) => string(&ndi, "Service")?,
+                Some(ndi) => string(&ndi, "Service")?.filter(|s| !s.is_empty()),
                 None => None,
             };
             let if_type = dword(&sub, "*IfType")?;

@@ -631,3 +631,52 @@ fn image_stream_cut_short_is_an_error() {
         );
     }
 }
+
+#[test]
+fn empty_or_path_like_miniport_service_is_not_taken_for_a_service() {
+    let d = tmp();
+    let set_service = |img: &Path, nic: &str, svc: &str| {
+        for cs in ["ControlSet001", "ControlSet002"] {
+            let o = imgprep([
+                "reg",
+                p(img),
+                "set",
+                &format!(
+                    r"HKLM\SYSTEM\{cs}\Control\Class\{{4D36E972-E325-11CE-BFC1-08002BE10318}}\{nic}\Ndi"
+                ),
+                "Service",
+                "--type",
+                "sz",
+                "--data",
+                svc,
+                "--replace-journal",
+            ]);
+            assert_code(&o, 0);
+        }
+    };
+    // An empty Ndi\Service: the adapter has no miniport to make boot-start, so it is no boot
+    // NIC (it used to be selected, and `check` could call the image ready).
+    let img = sample(d.path(), "win7-mbr");
+    set_service(&img, "0007", "");
+    let o = imgprep(["strip-lwf", "--dry-run", p(&img)]);
+    assert_code(&o, 0);
+    assert!(
+        !stdout(&o).contains("boot NIC: ControlSet001 0007"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("boot NIC: ControlSet001 0012"),
+        "{}",
+        stdout(&o)
+    );
+    // A name with a backslash is not a service key: it must not edit Services\Tcpip\Parameters.
+    let img = sample(d.path(), "win7-mbr");
+    set_service(&img, "0007", r"Tcpip\Parameters");
+    set_service(&img, "0012", r"Tcpip\Parameters");
+    std::fs::remove_file(d.path().join("win7-mbr.img.imgprep-journal")).expect("rm journal");
+    let before = sha256(&img);
+    let o = imgprep(["strip-lwf", p(&img)]);
+    assert_code(&o, 20);
+    assert_eq!(sha256(&img), before);
+}
