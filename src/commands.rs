@@ -236,6 +236,7 @@ struct StripReport<'a> {
 
 fn strip_lwf(a: StripLwf) -> Result<u8> {
     let img = open_windows(&a.image)?;
+    let partition = img.partition().index;
     let hive = img.hive("SYSTEM")?;
     let opts = a.sel.prepare_options();
     let prepared = prepare::prepare(&img, hive, &opts)?;
@@ -372,7 +373,7 @@ fn strip_lwf(a: StripLwf) -> Result<u8> {
         let rep = StripReport {
             schema: "imgprep-strip-lwf/1",
             image: a.image.image.display().to_string(),
-            partition: a.image.partition.unwrap_or(0),
+            partition,
             dry_run: a.dry_run,
             changed: !prepared.is_noop() && !a.dry_run,
             prepared: &prepared,

@@ -680,3 +680,14 @@ fn empty_or_path_like_miniport_service_is_not_taken_for_a_service() {
     assert_code(&o, 20);
     assert_eq!(sha256(&img), before);
 }
+
+#[test]
+fn strip_lwf_json_names_the_windows_partition() {
+    let d = tmp();
+    let img = sample(d.path(), "win7-mbr");
+    let o = imgprep(["strip-lwf", "--dry-run", "--json", p(&img)]);
+    assert_code(&o, 0);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["schema"], "imgprep-strip-lwf/1");
+    assert_eq!(v["partition"], 2, "the partition found, not 0");
+}
