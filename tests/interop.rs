@@ -750,3 +750,28 @@ fn interop_refuse_pending_journal() {
     ]);
     assert_eq!(r.code, 0, "--replace-journal: {}{}", r.out(), r.stderr);
 }
+
+#[test]
+fn interop_refuse_unreadable_hiberfil() {
+    if !interop("interop_refuse_unreadable_hiberfil") {
+        return;
+    }
+    // hiberfil.sys exists but its MFT record is damaged (update sequence mismatch): whether
+    // Windows is hibernated cannot be told, so the image is refused (it was taken as absent).
+    let t = tmp();
+    let img = built(t.path(), "hiberfil-unreadable", &["--hiberfil", "zero"]);
+    let mut data = std::fs::read(&img).expect("read image");
+    let name: Vec<u8> = "hiberfil.sys"
+        .encode_utf16()
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    let rec = (0..data.len() / 1024)
+        .map(|i| i * 1024)
+        .find(|&o| {
+            data[o..o + 4] == *b"FILE" && data[o..o + 1024].windows(name.len()).any(|w| w == name)
+        })
+        .expect("hiberfil.sys MFT record");
+    data[rec + 510] ^= 0xFF;
+    std::fs::write(&img, &data).expect("write image");
+    expect_refusal(&img, 10, &[]);
+}
