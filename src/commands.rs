@@ -234,7 +234,34 @@ struct StripReport<'a> {
     ready: bool,
 }
 
+/// Refuses (exit 19) when an interrupted in-place write left a pending journal, at the default
+/// place or in `journal_dir`: the image holds a mix of old and new bytes, so neither a plan nor
+/// a copy made from it can be trusted.
+fn refuse_pending_journal(image: &Path, journal_dir: Option<&Path>) -> Result<()> {
+    let mut dirs = vec![None];
+    if journal_dir.is_some() {
+        dirs.push(journal_dir);
+    }
+    for dir in dirs {
+        if let Some(j) = journal::pending_journal(image, dir)? {
+            return Err(Refused::new(
+                imgprep::error::Refusal::PendingJournal,
+                format!(
+                    "{} holds an interrupted write: run `imgprep undo{} {}` (rolls it back) first",
+                    j.display(),
+                    dir.map(|d| format!(" --journal-dir {}", d.display()))
+                        .unwrap_or_default(),
+                    image.display()
+                ),
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
 fn strip_lwf(a: StripLwf) -> Result<u8> {
+    refuse_pending_journal(&a.image.image, a.journal_dir.as_deref())?;
     let img = open_windows(&a.image)?;
     let partition = img.partition().index;
     let hive = img.hive("SYSTEM")?;
@@ -816,6 +843,7 @@ fn export_cmd(a: Export) -> Result<u8> {
         bail!("--json needs -o FILE: stdout carries the image");
     }
     let (disk, patches, prepared) = if a.prepare {
+        refuse_pending_journal(&a.image.image, None)?;
         let img = open_windows(&a.image)?;
         let hive = img.hive("SYSTEM")?;
         let p = prepare::prepare(&img, hive, &a.sel.prepare_options())?;

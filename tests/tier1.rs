@@ -703,3 +703,48 @@ fn out_of_range_source_date_epoch_is_no_panic() {
         .expect("run imgprep");
     assert_code(&o, 0);
 }
+
+#[test]
+fn interrupted_write_blocks_copies_and_other_journal_dirs() {
+    use diskimg::journal::{self, ApplyOptions, Fault, FaultPoint};
+    let d = tmp();
+    let img = sample(d.path(), "win7-mbr");
+    let w = WindowsImage::open(&img, OpenOptions::default()).expect("open");
+    let hive = w.hive("SYSTEM").expect("hive");
+    let prepared = imgprep::prepare::prepare(&w, hive, &Default::default()).expect("prepare");
+    drop(w);
+    let jpath = journal::default_journal_path(&img, None);
+    let err = journal::apply(
+        &img,
+        &prepared.edit.patches,
+        &prepared.edit.allowed,
+        &jpath,
+        &ApplyOptions {
+            replace: false,
+            fault: Some(Fault {
+                point: FaultPoint::AfterHalfPatches,
+                abort: false,
+            }),
+        },
+    );
+    assert!(err.is_err());
+    let half = sha256(&img);
+    let out = d.path().join("out.img");
+    let other = d.path().join("journals");
+    std::fs::create_dir(&other).expect("mkdir");
+    for args in [
+        vec!["strip-lwf", p(&img), "--output", p(&out)],
+        vec!["export", "--prepare", p(&img), "-o", p(&out)],
+        vec!["strip-lwf", "--journal-dir", p(&other), p(&img)],
+    ] {
+        let o = imgprep(&args);
+        assert_code(&o, 19);
+        assert!(
+            stderr(&o).contains("interrupted"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert_eq!(sha256(&img), half, "{args:?}");
+        assert!(!out.exists(), "{args:?}: a copy of a half-written image");
+    }
+}
