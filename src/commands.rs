@@ -786,6 +786,9 @@ fn inspect(a: Inspect) -> Result<u8> {
         }
     }
     for o in &info.other_control_sets {
+        if p.control_sets.iter().any(|c| c.eq_ignore_ascii_case(o)) {
+            continue;
+        }
         writeln!(out, "\n{o}: not named by Select (left alone)")?;
     }
     writeln!(out, "\nstrip-lwf would make {} change(s):", p.changes.len())?;

@@ -292,6 +292,10 @@ pub fn plan_info(hive: &Hive<'_>, info: &SystemInfo, opts: &Options) -> Result<P
         control_sets: info.control_sets.iter().map(|c| c.name.clone()).collect(),
     };
     for other in &info.other_control_sets {
+        // A set asked for with --control-set is edited, whatever Select says.
+        if p.control_sets.iter().any(|c| c.eq_ignore_ascii_case(other)) {
+            continue;
+        }
         p.notes.push(format!(
             "{other} exists but is not named by Select: left unchanged"
         ));

@@ -748,3 +748,36 @@ fn interrupted_write_blocks_copies_and_other_journal_dirs() {
         assert!(!out.exists(), "{args:?}: a copy of a half-written image");
     }
 }
+
+#[test]
+fn requested_control_set_is_not_called_left_unchanged() {
+    let d = tmp();
+    let img = sample(d.path(), "win7-mbr");
+    let o = imgprep([
+        "reg",
+        p(&img),
+        "set",
+        r"HKLM\SYSTEM\ControlSet003\Control",
+        "X",
+        "--type",
+        "dword",
+        "--data",
+        "1",
+    ]);
+    assert_code(&o, 0);
+    let o = imgprep(["inspect", p(&img)]);
+    assert_code(&o, 0);
+    assert!(
+        stdout(&o).contains("note: ControlSet003 exists but is not named by Select"),
+        "{}",
+        stdout(&o)
+    );
+    let o = imgprep(["inspect", "--control-set", "3", p(&img)]);
+    assert_code(&o, 0);
+    assert!(
+        !stdout(&o).contains("ControlSet003 exists but is not named by Select")
+            && !stdout(&o).contains("ControlSet003: not named by Select (left alone)"),
+        "{}",
+        stdout(&o)
+    );
+}
