@@ -536,7 +536,14 @@ fn check(a: Check) -> Result<u8> {
         }
         Ok(())
     })();
-    result?;
+    if let Err(e) = result {
+        if rep.verdict != "unsafe" {
+            return Err(e);
+        }
+        // Already unsafe (an interrupted write leaves a hive that may not open): that verdict
+        // and its exit status stand; the error is shown besides.
+        eprintln!("imgprep: error: {e:#}");
+    }
     let mut out = std::io::stdout().lock();
     if a.json {
         serde_json::to_writer_pretty(&mut out, &rep)?;

@@ -781,3 +781,38 @@ fn requested_control_set_is_not_called_left_unchanged() {
         stdout(&o)
     );
 }
+
+#[test]
+fn check_says_pending_journal_even_when_the_half_written_hive_does_not_open() {
+    use diskimg::journal::{self, ApplyOptions, Fault, FaultPoint};
+    let d = tmp();
+    let img = sample(d.path(), "win7-mbr");
+    let w = WindowsImage::open(&img, OpenOptions::default()).expect("open");
+    let hive = w.hive("SYSTEM").expect("hive");
+    let hbin = hive.extents.map_range(4096..4100).expect("map")[0].0;
+    let prepared = imgprep::prepare::prepare(&w, hive, &Default::default()).expect("prepare");
+    drop(w);
+    let jpath = journal::default_journal_path(&img, None);
+    let err = journal::apply(
+        &img,
+        &prepared.edit.patches,
+        &prepared.edit.allowed,
+        &jpath,
+        &ApplyOptions {
+            replace: false,
+            fault: Some(Fault {
+                point: FaultPoint::AfterHalfPatches,
+                abort: false,
+            }),
+        },
+    );
+    assert!(err.is_err());
+    // The half-written hive no longer opens (its first bin is damaged).
+    poke(&img, hbin, b"XXXX");
+    let o = imgprep(["check", p(&img)]);
+    assert_code(&o, 19);
+    let o = imgprep(["check", "--json", p(&img)]);
+    assert_code(&o, 19);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
+    assert_eq!(v["verdict"], "unsafe");
+}
