@@ -227,6 +227,10 @@ pub struct Check {
     pub image: ImageArgs,
     #[command(flatten)]
     pub sel: Selection,
+    /// Directory of the undo journal, if strip-lwf was given one (an interrupted write recorded
+    /// there makes the image unsafe).
+    #[arg(long, value_name = "DIR")]
+    pub journal_dir: Option<PathBuf>,
     /// JSON on stdout (schema imgprep-check/1, see docs/user-guide.md).
     #[arg(long)]
     pub json: bool,

@@ -469,7 +469,7 @@ fn check(a: Check) -> Result<u8> {
             },
         };
         rep.partition = Some(img.partition().index);
-        if let Some(j) = journal::pending_journal(&a.image.image, None)? {
+        if let Some(j) = journal::pending_journal(&a.image.image, a.journal_dir.as_deref())? {
             unsafe_verdict(
                 &mut rep,
                 imgprep::error::Refusal::PendingJournal.exit_code(),

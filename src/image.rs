@@ -19,6 +19,10 @@ pub const CONFIG_DIR: &str = r"Windows\System32\config";
 /// 10–100 MiB).
 pub const MAX_HIVE_SIZE: u64 = 1 << 30;
 
+/// The largest transaction log imgprep reads (real logs are a few MiB; this bounds the memory a
+/// hostile image can make us allocate for the three logs of a hive).
+pub const MAX_LOG_SIZE: u64 = 256 << 20;
+
 /// How to open an image.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct OpenOptions {
@@ -239,7 +243,7 @@ impl WindowsImage {
                 Ok(fx) => {
                     let data = self
                         .volume
-                        .read_extents(&fx, MAX_HIVE_SIZE)
+                        .read_extents(&fx, MAX_LOG_SIZE)
                         .with_context(|| format!("reading {lp}"))?;
                     logs.push((format!("{name}.{suffix}"), data));
                 }
