@@ -151,22 +151,17 @@ pub fn safety(img: &WindowsImage, hive: &HiveFile, replay_logs: bool) -> Safety 
         )),
         _ => {}
     }
-    for r in &v.reasons {
-        // Reasons diskimg found that the checks above do not cover. An unreadable hiberfil.sys
-        // is not covered (`v.hiberfil` is then None): whether Windows is hibernated is unknown.
-        let hiberfil_unreadable = r.contains("hiberfil") && r.contains("unreadable");
-        let covered = r.contains("dirty")
-            || r.contains("$LogFile")
-            || (r.contains("hiberfil") && !hiberfil_unreadable)
-            || r.contains("ibernat");
-        if hiberfil_unreadable {
-            problems.push(Problem::new(
-                Refusal::Hibernated,
-                format!("{r}: cannot tell whether Windows is hibernated"),
-            ));
-        } else if !covered {
-            problems.push(Problem::new(Refusal::DirtyVolume, r.clone()));
-        }
+    if let Some(e) = &v.hiberfil_error {
+        problems.push(Problem::new(
+            Refusal::Hibernated,
+            format!("hiberfil.sys unreadable: {e}: cannot tell whether Windows is hibernated"),
+        ));
+    }
+    if v.volume_flags.is_none() {
+        problems.push(Problem::new(
+            Refusal::DirtyVolume,
+            "$Volume information cannot be read: cannot tell whether the volume is clean",
+        ));
     }
     let hs = hive_state(hive);
     if let Err(e) = hive.extents.editable() {

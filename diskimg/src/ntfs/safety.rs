@@ -89,8 +89,11 @@ pub struct Safety {
     pub ntfs_version: Option<(u8, u8)>,
     /// `$LogFile` state.
     pub logfile: LogFileState,
-    /// `hiberfil.sys` in the root directory, if present.
+    /// `hiberfil.sys` in the root directory, if present and readable.
     pub hiberfil: Option<HiberState>,
+    /// Why `hiberfil.sys` exists but could not be read (then whether Windows is hibernated is
+    /// unknown).
+    pub hiberfil_error: Option<String>,
     /// Human-readable reasons why the volume is unsafe (empty when safe).
     pub reasons: Vec<String>,
 }
@@ -279,11 +282,11 @@ impl<R: ReadAt> Volume<R> {
                 ));
             }
         }
-        let hiberfil = match self.hiberfil_state() {
-            Ok(h) => h,
+        let (hiberfil, hiberfil_error) = match self.hiberfil_state() {
+            Ok(h) => (h, None),
             Err(e) => {
                 reasons.push(format!("hiberfil.sys unreadable: {e}"));
-                None
+                (None, Some(e.to_string()))
             }
         };
         if let Some(h) = &hiberfil {
@@ -300,6 +303,7 @@ impl<R: ReadAt> Volume<R> {
             ntfs_version,
             logfile,
             hiberfil,
+            hiberfil_error,
             reasons,
         }
     }
