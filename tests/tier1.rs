@@ -508,30 +508,10 @@ fn completions_and_man_pages() {
 
 #[test]
 fn interrupted_write_is_detected_and_rolled_back() {
-    use diskimg::journal::{self, ApplyOptions, Fault, FaultPoint};
     let d = tmp();
     let img = sample(d.path(), "win7-mbr");
     let before = sha256(&img);
-    let w = WindowsImage::open(&img, OpenOptions::default()).expect("open");
-    let hive = w.hive("SYSTEM").expect("hive");
-    let prepared = imgprep::prepare::prepare(&w, hive, &Default::default()).expect("prepare");
-    drop(w);
-    // Stop the write half-way, as a crash would.
-    let jpath = journal::default_journal_path(&img, None);
-    let err = journal::apply(
-        &img,
-        &prepared.edit.patches,
-        &prepared.edit.allowed,
-        &jpath,
-        &ApplyOptions {
-            replace: false,
-            fault: Some(Fault {
-                point: FaultPoint::AfterHalfPatches,
-                abort: false,
-            }),
-        },
-    );
-    assert!(err.is_err());
+    interrupt_write(&img);
     assert_ne!(sha256(&img), before, "half of the patches are on the image");
     let o = imgprep(["check", "--json", p(&img)]);
     assert_code(&o, 19);
@@ -706,28 +686,9 @@ fn out_of_range_source_date_epoch_is_no_panic() {
 
 #[test]
 fn interrupted_write_blocks_copies_and_other_journal_dirs() {
-    use diskimg::journal::{self, ApplyOptions, Fault, FaultPoint};
     let d = tmp();
     let img = sample(d.path(), "win7-mbr");
-    let w = WindowsImage::open(&img, OpenOptions::default()).expect("open");
-    let hive = w.hive("SYSTEM").expect("hive");
-    let prepared = imgprep::prepare::prepare(&w, hive, &Default::default()).expect("prepare");
-    drop(w);
-    let jpath = journal::default_journal_path(&img, None);
-    let err = journal::apply(
-        &img,
-        &prepared.edit.patches,
-        &prepared.edit.allowed,
-        &jpath,
-        &ApplyOptions {
-            replace: false,
-            fault: Some(Fault {
-                point: FaultPoint::AfterHalfPatches,
-                abort: false,
-            }),
-        },
-    );
-    assert!(err.is_err());
+    interrupt_write(&img);
     let half = sha256(&img);
     let out = d.path().join("out.img");
     let other = d.path().join("journals");
@@ -784,29 +745,13 @@ fn requested_control_set_is_not_called_left_unchanged() {
 
 #[test]
 fn check_says_pending_journal_even_when_the_half_written_hive_does_not_open() {
-    use diskimg::journal::{self, ApplyOptions, Fault, FaultPoint};
     let d = tmp();
     let img = sample(d.path(), "win7-mbr");
     let w = WindowsImage::open(&img, OpenOptions::default()).expect("open");
     let hive = w.hive("SYSTEM").expect("hive");
     let hbin = hive.extents.map_range(4096..4100).expect("map")[0].0;
-    let prepared = imgprep::prepare::prepare(&w, hive, &Default::default()).expect("prepare");
     drop(w);
-    let jpath = journal::default_journal_path(&img, None);
-    let err = journal::apply(
-        &img,
-        &prepared.edit.patches,
-        &prepared.edit.allowed,
-        &jpath,
-        &ApplyOptions {
-            replace: false,
-            fault: Some(Fault {
-                point: FaultPoint::AfterHalfPatches,
-                abort: false,
-            }),
-        },
-    );
-    assert!(err.is_err());
+    interrupt_write(&img);
     // The half-written hive no longer opens (its first bin is damaged).
     poke(&img, hbin, b"XXXX");
     let o = imgprep(["check", p(&img)]);
@@ -815,4 +760,28 @@ fn check_says_pending_journal_even_when_the_half_written_hive_does_not_open() {
     assert_code(&o, 19);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("json");
     assert_eq!(v["verdict"], "unsafe");
+}
+
+/// Starts strip-lwf's in-place write through the journal and stops it half-way through the
+/// patches, as a crash would (the journal stays pending).
+fn interrupt_write(img: &Path) {
+    use diskimg::journal::{self, ApplyOptions, Fault, FaultPoint};
+    let w = WindowsImage::open(img, OpenOptions::default()).expect("open");
+    let hive = w.hive("SYSTEM").expect("hive");
+    let prepared = imgprep::prepare::prepare(&w, hive, &Default::default()).expect("prepare");
+    drop(w);
+    let err = journal::apply(
+        img,
+        &prepared.edit.patches,
+        &prepared.edit.allowed,
+        &journal::default_journal_path(img, None),
+        &ApplyOptions {
+            replace: false,
+            fault: Some(Fault {
+                point: FaultPoint::AfterHalfPatches,
+                abort: false,
+            }),
+        },
+    );
+    assert!(err.is_err(), "the injected fault stops the write");
 }
