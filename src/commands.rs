@@ -491,13 +491,14 @@ fn check(a: Check) -> Result<u8> {
         for p in &s.problems {
             unsafe_verdict(&mut rep, p.exit_code, p.reason.name(), p.message.clone());
         }
-        let safe = s.is_safe();
-        rep.safety = Some(s);
-        if !safe {
+        if !s.is_safe() {
+            rep.safety = Some(s);
             return Ok(());
         }
         // Try the whole edit in memory: a plan that does not fit is unsafe too.
-        match prepare::prepare(&img, hive, &a.sel.prepare_options()) {
+        let attempt = prepare::prepare_safe(hive, &s, &a.sel.prepare_options());
+        rep.safety = Some(s);
+        match attempt {
             Ok(p) => {
                 for b in &p.plan.blockers {
                     // Only blocking filters remain here; the other blockers are refusals.

@@ -421,10 +421,21 @@ pub fn apply_ops(ed: &mut Editor, ops: &[RegOp]) -> hivetool::Result<()> {
 ///
 /// Takes the hive by value: a clean hive's bytes become the editor's working copy without
 /// being copied (a SYSTEM hive is 10–100 MiB).
-pub fn prepare(img: &WindowsImage, mut hive: HiveFile, opts: &PrepareOptions) -> Result<Prepared> {
+pub fn prepare(img: &WindowsImage, hive: HiveFile, opts: &PrepareOptions) -> Result<Prepared> {
+    let s = safety(img, &hive, opts.replay_logs);
+    prepare_safe(hive, &s, opts)
+}
+
+/// [`prepare`] for a caller that has already looked at the image with [`safety`] (for the same
+/// `opts.replay_logs`): refuses on its first problem, otherwise plans and edits without reading
+/// the volume's state again.
+pub fn prepare_safe(
+    mut hive: HiveFile,
+    safety: &Safety,
+    opts: &PrepareOptions,
+) -> Result<Prepared> {
     let hive = &mut hive;
-    let s = safety(img, hive, opts.replay_logs);
-    if let Some(r) = first_refusal(&s.problems) {
+    if let Some(r) = first_refusal(&safety.problems) {
         return Err(r.into());
     }
     let base = BaseBlock::parse(&hive.bytes).map_err(|e| anyhow!("{}: {e}", hive.path))?;
